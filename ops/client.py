@@ -1,0 +1,112 @@
+"""The operator's side of the wire: send commands and wait for results, tail telemetry.
+
+Replies come back through a private, non-durable reply queue (PROTOCOL: ``reply_to`` and
+``correlation_id`` are honoured). The shard's inbox is declared before publishing so a command
+for a shard that has not started yet waits for it instead of being dropped as unroutable.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from shared import wire
+from shared.broker.base import Broker, Message, QueueSpec
+from shared.topology import Topology, declare_common, validate_shard_id
+
+PRIVATE_QUEUE_TTL_MS = 60_000  # an abandoned reply/tail queue disappears after a minute
+
+
+class ResultTimeout(TimeoutError):
+    """No result arrived in time (the command is still queued and will be applied)."""
+
+
+def new_cmd_id() -> str:
+    return f"cli-{uuid.uuid4().hex}"
+
+
+def build_command(name: str, args: list[Any], kwargs: dict[str, Any], *, mode: str = "viewer",
+                  cmd_id: str | None = None, token: str | None = None,
+                  issuer: str | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"v": wire.PROTOCOL_VERSION, "cmd_id": cmd_id or new_cmd_id(),
+                               "name": name, "args": args, "kwargs": kwargs, "mode": mode,
+                               "timestamp_ms": int(time.time() * 1000)}
+    if token:
+        payload["auth"] = {"token": token}
+    if issuer:
+        payload["issuer"] = issuer
+    return payload
+
+
+class OperatorClient:
+    def __init__(self, broker: Broker, topo: Topology | None = None) -> None:
+        self.broker = broker
+        self.topo = topo or Topology()
+
+    def _private_queue(self, purpose: str,
+                       bindings: tuple[tuple[str, str], ...] = ()) -> str:
+        name = f"townlet.{purpose}.{uuid.uuid4().hex[:12]}"
+        self.broker.declare_queue(QueueSpec(name, durable=False, bindings=bindings,
+                                            expires_ms=PRIVATE_QUEUE_TTL_MS))
+        return name
+
+    def publish_command(self, shard_id: str, payload: dict[str, Any],
+                        reply_to: str | None = None) -> None:
+        validate_shard_id(shard_id)
+        declare_common(self.broker, self.topo)
+        self.broker.declare_queue(self.topo.shard_queue_spec(shard_id))
+        cmd_id = str(payload["cmd_id"])
+        self.broker.publish(self.topo.commands_exchange, shard_id, Message(
+            body=wire.encode(payload), message_id=cmd_id, correlation_id=cmd_id,
+            reply_to=reply_to, persistent=True))
+
+    def send(self, shard_id: str, payload: dict[str, Any], *, wait: bool = True,
+             timeout: float = 10.0) -> dict[str, Any] | None:
+        """Publish (confirmed) and, with ``wait``, return the shard's result envelope."""
+        if not wait:
+            self.publish_command(shard_id, payload)
+            return None
+        queue = self._private_queue("reply")
+        try:
+            self.broker.consume(queue, prefetch=10)
+            self.publish_command(shard_id, payload, reply_to=queue)
+            return self._await(str(payload["cmd_id"]), timeout)
+        finally:
+            self.broker.cancel(queue)
+            self.broker.delete_queue(queue)
+
+    def _await(self, cmd_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            for delivery in self.broker.poll(timeout=min(left, 0.5)):
+                self.broker.ack(delivery)
+                if delivery.correlation_id == cmd_id:
+                    return wire.decode(delivery.body)
+        raise ResultTimeout(f"no result for {cmd_id} within {timeout:.1f}s "
+                            "(the command stays queued and will still be applied)")
+
+    def stream(self, exchange: str, *, seconds: float | None = None,
+               count: int | None = None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Yield (headers, body) from a fanout exchange until ``count`` or ``seconds``."""
+        queue = self._private_queue("tail", bindings=((exchange, ""),))
+        seen = 0
+        deadline = None if seconds is None else time.monotonic() + seconds
+        try:
+            self.broker.consume(queue, prefetch=200)
+            while (count is None or seen < count) and (
+                    deadline is None or time.monotonic() < deadline):
+                for delivery in self.broker.poll(timeout=0.2):
+                    self.broker.ack(delivery)
+                    try:
+                        body = wire.decode(delivery.body)
+                    except wire.WireError:
+                        continue
+                    seen += 1
+                    yield dict(delivery.headers), body
+                    if count is not None and seen >= count:
+                        return
+        finally:
+            self.broker.cancel(queue)
+            self.broker.delete_queue(queue)

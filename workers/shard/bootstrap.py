@@ -1,0 +1,29 @@
+"""Composition root of one shard worker process (`townlet shard`)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import structlog
+
+from shared.broker import MemoryHub, open_broker, redact_url
+from shared.config import load_config
+from workers.shard.worker import ShardWorker, WorkerOptions
+
+
+def run_shard(shard_id: str, config_path: Path, broker_url: str, state_dir: Path,
+              stop: threading.Event, *, tick_rate_hz: float | None = None,
+              hub: MemoryHub | None = None, max_ticks: int | None = None,
+              checkpoint_every: int = 200) -> None:
+    config = load_config(config_path)
+    log = structlog.get_logger("townlet.shard").bind(shard_id=shard_id)
+    broker = open_broker(broker_url, hub=hub)
+    log.info("shard_booting", broker=redact_url(broker_url), config=str(config_path),
+             state_dir=str(state_dir))
+    options = WorkerOptions(shard_id=shard_id, state_dir=state_dir, tick_rate_hz=tick_rate_hz,
+                            max_ticks=max_ticks, checkpoint_every=checkpoint_every)
+    try:
+        ShardWorker(config, broker, options).run(stop)
+    finally:
+        broker.close()

@@ -1,0 +1,48 @@
+"""Everything a shard sends: results (and replies), telemetry, health, dead letters.
+
+Every publish waits for the broker's confirm (the adapters raise otherwise), so when these
+functions return the message is stored by the broker and the deliveries it answers may be acked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import wire
+from shared.broker.base import Broker, Delivery, Message
+from shared.topology import Topology
+
+
+class Outputs:
+    def __init__(self, broker: Broker, topo: Topology, shard_id: str) -> None:
+        self.broker = broker
+        self.topo = topo
+        self.shard_id = shard_id
+
+    def result(self, result: dict[str, Any], reply_to: str | None = None,
+               correlation_id: str | None = None) -> None:
+        body = wire.encode(result)
+        headers: dict[str, object] = {"shard_id": self.shard_id,
+                                      "cmd_id": str(result.get("cmd_id")),
+                   "status": str(result.get("status"))}
+        message = Message(body=body, headers=headers, persistent=True,
+                          message_id=str(result.get("cmd_id")), correlation_id=correlation_id)
+        self.broker.publish(self.topo.results_exchange, "", message)
+        if reply_to:  # PROTOCOL: reply_to + correlation_id are honoured as well
+            self.broker.publish("", reply_to, message)
+
+    def telemetry(self, body: dict[str, Any]) -> None:
+        message = Message(body=wire.encode({"v": wire.PROTOCOL_VERSION, **body}),
+                          headers={"shard_id": self.shard_id, "tick": int(body["tick"]),
+                                   "kind": str(body["kind"])},
+                          persistent=False)
+        self.broker.publish(self.topo.telemetry_exchange, "", message)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        headers = dict(delivery.headers)
+        headers.update({"x-death-reason": reason, "x-original-queue": delivery.queue,
+                        "x-shard-id": self.shard_id})
+        message = Message(body=delivery.body, headers=headers, persistent=True,
+                          content_type="application/octet-stream",
+                          message_id=delivery.message_id)
+        self.broker.publish(self.topo.dead_exchange, "", message)

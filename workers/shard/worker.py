@@ -1,0 +1,335 @@
+"""The shard worker: one town, fed by its broker queue, durable across kills.
+
+Per boundary T (PROTOCOL guarantees 1-4):
+  1. take at most ``max_commands_per_tick`` deliveries from the inbox, in queue order, and apply
+     them through the console router (bad bodies get an error result or a dead letter);
+  2. run tick T unless paused;
+  3. append the boundary (results, whether each ran, the state hash) to the journal and fsync;
+  4. only then publish results, replies, telemetry and dead letters (confirmed), and ack.
+A restarted worker restores the checkpoint, re-applies the journal (checking every state hash),
+resends what it cannot prove was sent, and answers redelivered commands from stored results.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from shared import wire
+from shared.broker.base import Broker, BrokerError, Delivery
+from shared.config import SimulationConfig
+from shared.loop import SimulationLoop
+from shared.snapshot import encode_snapshot, write_atomic
+from shared.topology import Topology, declare_shard
+from workers.shard.journal import Journal
+from workers.shard.outputs import Outputs
+from workers.shard.statedir import StateDir
+
+RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
+PAUSED_POLL_S = 0.05
+
+
+class Divergence(RuntimeError):
+    """Replaying the journal produced a different state hash: never tick on suspect state."""
+
+
+class StopRequested(Exception):
+    """Raised out of a retry loop when the worker is asked to stop."""
+
+
+@dataclass
+class WorkerOptions:
+    shard_id: str
+    state_dir: Path
+    tick_rate_hz: float | None = None  # None: keep the shard's own (console-settable) rate
+    checkpoint_every: int = 200
+    health_every_s: float = 1.0
+    # Unacked deliveries held at once; None = the per-tick budget. Kept small on purpose: every
+    # delivery held when a worker dies counts toward the queue's delivery limit.
+    prefetch: int | None = None
+    max_ticks: int | None = None  # stop after this process has run this many ticks
+    until_tick: int | None = None  # stop once the town reaches this tick (counts recovered ones)
+
+
+class ShardWorker:
+    def __init__(self, config: SimulationConfig, broker: Broker, options: WorkerOptions, *,
+                 topo: Topology | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.broker = broker
+        self.opts = options
+        self.topo = topo or Topology()
+        self.clock = clock
+        self.sleep = sleep
+        self.state = StateDir(options.state_dir)
+        self.loop = SimulationLoop(config, shard_id=options.shard_id, audit=False, clock=clock)
+        self.loop.snapshot_dir = self.state.exports
+        if options.tick_rate_hz is not None:
+            self.loop.set_tick_rate(options.tick_rate_hz)
+        self.outputs = Outputs(broker, self.topo, options.shard_id)
+        self.inbox: deque[tuple[Delivery, float, Any]] = deque()  # (delivery, received, body)
+        self.journal: Journal | None = None
+        self.seq = 0
+        self.ticks_run = 0
+        self.log = structlog.get_logger("townlet.shard").bind(shard_id=options.shard_id)
+        self._last_health = 0.0
+        self._stop: threading.Event | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Own the shard and tick until ``stop`` (a threading.Event) is set."""
+        self._stop = stop
+        if not self.state.try_lock():
+            self.log.info("shard_owned_elsewhere_waiting", state_dir=str(self.state.root))
+            if not self.state.wait_for_lock(stop):
+                return
+        try:
+            declare_shard(self.broker, self.topo, self.opts.shard_id)
+            self.recover()
+            prefetch = self.opts.prefetch or self.config.console.max_commands_per_tick
+            self.broker.consume(self.topo.shard_queue(self.opts.shard_id), prefetch)
+            self.log.info("shard_started", tick=self.loop.tick, queue=self.topo.shard_queue(
+                self.opts.shard_id))
+            self._tick_forever(stop)
+            self.checkpoint()
+            self.log.info("shard_stopped", tick=self.loop.tick)
+        except StopRequested:
+            self.log.info("shard_stopped_during_retry", tick=self.loop.tick)
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+            self.state.unlock()
+
+    def _tick_forever(self, stop: threading.Event) -> None:
+        deadline = self.clock()
+        while not stop.is_set():
+            if self.opts.max_ticks is not None and self.ticks_run >= self.opts.max_ticks:
+                return
+            if self.opts.until_tick is not None and self.loop.world.tick >= self.opts.until_tick:
+                return
+            self._gather(max(0.0, deadline - self.clock()))
+            if self.clock() < deadline:
+                continue
+            self.boundary()
+            rate = self.loop.tick_rate_hz
+            if self.loop.paused:  # only commands can change anything: wait for them
+                deadline = self.clock() + PAUSED_POLL_S
+            elif rate > 0:
+                deadline = max(deadline + 1.0 / rate, self.clock())
+            else:
+                deadline = self.clock()
+            self._maybe_health()
+
+    def _gather(self, timeout: float) -> int:
+        """Receive what the broker has (waiting up to ``timeout``); returns how many."""
+        received = 0
+        try:
+            for delivery in self.broker.poll(timeout=min(timeout, 0.5)):
+                self._receive(delivery, self.clock())
+                received += 1
+        except BrokerError as exc:
+            self._connection_trouble(exc)
+        self.loop.telemetry.health["queue_depth"] = len(self.inbox)
+        return received
+
+    def _receive(self, delivery: Delivery, received: float) -> None:
+        """Decode now; answer a command whose cmd_id is already stored at once.
+
+        Between boundaries everything in the replay store is durable, so a redelivery or an
+        operator retry can be answered (checks first, then the stored result) and acked without
+        waiting for a tick: it applies nothing. Everything else waits for the next boundary.
+        """
+        try:
+            body: Any = wire.decode(delivery.body, max_bytes=self.config.console.max_body_bytes)
+        except wire.WireError as exc:
+            body = exc
+        cmd_id = body.get("cmd_id") if isinstance(body, dict) else None
+        if not (isinstance(cmd_id, str) and cmd_id in self.loop.telemetry.cmd_store):
+            self.inbox.append((delivery, received, body))
+            return
+        result = self.loop.router.apply(body, tick=self.loop.world.tick + 1, received_at=received)
+        self.send_outputs([result], [[delivery.reply_to, delivery.correlation_id]], None, [])
+        self._ack([delivery])
+
+    def _connection_trouble(self, exc: Exception) -> None:
+        """Deliveries from a dead connection can't be acked; the broker redelivers them."""
+        self.inbox.clear()
+        self.loop.telemetry.health["last_error"] = f"{type(exc).__name__}: {exc}"
+        self.loop.telemetry.health["broker_reconnects"] = getattr(
+            getattr(self.broker, "stats", None), "reconnects", 0)
+        self.log.warning("broker_trouble", error=str(exc))
+
+    # -- one boundary -------------------------------------------------------------------
+    def boundary(self) -> None:
+        loop = self.loop
+        tick = loop.world.tick + 1
+        budget = self.config.console.max_commands_per_tick
+        while len(self.inbox) < budget and self._gather(0.0):
+            pass  # top up with what is ready now (early answers free prefetch slots)
+        batch: list[Delivery] = []
+        results: list[dict[str, Any]] = []
+        replies: list[list[str | None]] = []
+        dead: list[tuple[Delivery, str]] = []
+        applied = 0
+        while self.inbox and applied < budget:
+            delivery, received, body = self.inbox.popleft()
+            batch.append(delivery)
+            result, replayed = self._apply_delivery(delivery, body, tick, received, dead)
+            if result is None:
+                continue
+            results.append(result)
+            replies.append([delivery.reply_to, delivery.correlation_id])
+            applied += 0 if replayed else 1  # a redelivery answered from the store is free
+        stepped = not loop.paused
+        if not stepped and not batch:
+            return  # paused and nothing arrived: nothing happened, nothing to record
+        events, digest = loop.advance(tick) if stepped else ([], loop.last_hash)
+        self.seq += 1
+        self._make_durable({"k": "b", "seq": self.seq, "boundary": tick, "stepped": stepped,
+                            "hash": digest, "results": results, "replies": replies})
+        loop.telemetry.record_results(tick, results)
+        telemetry = (loop.telemetry.tick_message(loop.world, digest, events, results)
+                     if stepped else None)
+        self.send_outputs(results, replies, telemetry, dead)
+        self._ack(batch)
+        self._mark_sent()
+        if stepped:
+            self.ticks_run += 1
+            self.log.debug("tick", tick=tick, commands=len(results), state_hash=digest)
+            if tick % self.opts.checkpoint_every == 0:
+                self.checkpoint()
+
+    def _apply_delivery(self, delivery: Delivery, payload: Any, tick: int, received: float,
+                        dead: list[tuple[Delivery, str]]) -> tuple[dict[str, Any] | None, bool]:
+        """The delivery's result (None: dead-lettered) and whether it was a stored replay."""
+        router = self.loop.router
+        if isinstance(payload, wire.WireError):
+            exc = payload
+            if delivery.message_id:  # PROTOCOL: answer when a cmd_id can be recovered
+                return router.reject(delivery.message_id, "bad_request", str(exc),
+                                     tick=tick, received_at=received), False
+            dead.append((delivery, f"undecodable: {exc}"))
+            self.log.warning("command_dead_lettered", reason=str(exc), tick=tick)
+            return None, False
+        if isinstance(payload, dict) and "cmd_id" not in payload and delivery.message_id:
+            payload["cmd_id"] = delivery.message_id  # PROTOCOL: message_id may carry cmd_id
+        cmd_id = payload.get("cmd_id") if isinstance(payload, dict) else None
+        replayed = isinstance(cmd_id, str) and cmd_id in self.loop.telemetry.cmd_store
+        result = router.apply(payload, tick=tick, received_at=received)
+        self.log.info("command", tick=tick, cmd_id=result.get("cmd_id"), name=result.get("name"),
+                      status=result.get("status"),
+                      error=(result.get("error") or {}).get("code"))
+        return result, replayed
+
+    # -- output commit --------------------------------------------------------------------
+    def send_outputs(self, results: list[dict[str, Any]], replies: list[list[str | None]],
+              telemetry: dict[str, Any] | None, dead: list[tuple[Delivery, str]]) -> None:
+        def publish_all() -> None:
+            for result, (reply_to, corr) in zip(results, replies, strict=True):
+                self.outputs.result(result, reply_to, corr)
+            if telemetry is not None:
+                self.outputs.telemetry(telemetry)
+            for delivery, reason in dead:
+                self.outputs.dead_letter(delivery, reason)
+
+        self._retry(publish_all)
+
+    def _ack(self, deliveries: list[Delivery]) -> None:
+        try:
+            for delivery in deliveries:
+                self.broker.ack(delivery)
+        except BrokerError as exc:  # unacked ones come back and are answered from the store
+            self._connection_trouble(exc)
+
+    def _retry(self, action: Callable[[], None]) -> None:
+        attempt = 0
+        while True:
+            try:
+                action()
+                return
+            except BrokerError as exc:
+                self._connection_trouble(exc)
+                if self._stop is not None and self._stop.is_set():
+                    raise StopRequested from exc
+                self.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
+                attempt += 1
+
+    def _maybe_health(self) -> None:
+        now = self.clock()
+        if now - self._last_health < self.opts.health_every_s:
+            return
+        self._last_health = now
+        health = self.loop.telemetry.health
+        stats = getattr(self.broker, "stats", None)  # reconnects the adapter handled itself
+        if stats is not None:
+            health["broker_reconnects"] = stats.reconnects
+            health["last_error"] = health["last_error"] or stats.last_error
+        try:
+            self.outputs.telemetry(self.loop.telemetry.health_message(self.loop.tick))
+        except BrokerError as exc:
+            self._connection_trouble(exc)
+
+    # -- durability -----------------------------------------------------------------------
+    def _make_durable(self, record: dict[str, Any]) -> None:
+        """Append and fsync a boundary record, holding (not crashing) while the disk refuses.
+
+        Nothing about this boundary has left the worker yet, so waiting is safe; crashing is
+        not: every restart would return the held deliveries to the queue and count them
+        toward its delivery limit. The connection stays serviced while we wait.
+        """
+        assert self.journal is not None
+        attempt = 0
+        while True:
+            try:
+                self.journal.append(record)
+                return
+            except OSError as exc:
+                self.loop.telemetry.health["last_error"] = f"journal: {exc.strerror or exc}"
+                self.log.error("journal_write_failed", error=str(exc), seq=record["seq"],
+                               attempt=attempt)
+                if self._stop is not None and self._stop.is_set():
+                    raise StopRequested from exc
+                self._gather(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
+                self._maybe_health()
+                attempt += 1
+
+    def _mark_sent(self) -> None:
+        """Note that this boundary's outputs are out (best effort: losing it means a resend)."""
+        assert self.journal is not None
+        try:
+            self.journal.append({"k": "out", "seq": self.seq}, durable=False)
+        except OSError as exc:
+            self.log.warning("journal_mark_failed", error=str(exc), seq=self.seq)
+
+    def checkpoint(self) -> None:
+        """Snapshot the complete state, then drop the journal records it covers."""
+        extra = {**self.loop.shell_state(), "journal_seq": self.seq}
+        try:
+            self.write_checkpoint(encode_snapshot(self.loop.world, self.config, extra))
+        except OSError as exc:  # the journal still holds everything: keep it, try next time
+            self.log.error("checkpoint_failed", error=str(exc), tick=self.loop.tick)
+            return
+        self.reset_journal()
+        self.log.info("checkpoint", tick=self.loop.tick, seq=self.seq)
+
+    def write_checkpoint(self, data: bytes) -> None:
+        write_atomic(self.state.snapshot_path, data)  # a crash here leaves the old one intact
+
+    def reset_journal(self) -> None:
+        # A crash before this leaves records the checkpoint already covers; recovery skips
+        # them by sequence number.
+        if self.journal is not None:
+            self.journal.reset()
+
+    def recover(self) -> None:
+        from workers.shard.recovery import recover
+
+        self.journal = Journal(self.state.journal_path)
+        self.seq = recover(self)
