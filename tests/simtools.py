@@ -11,6 +11,7 @@ from shared.sim.world import World
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "configs" / "examples" / "poc_hybrid.yaml"
+EXAMPLE_SNAPSHOT_EVERY = load_config(EXAMPLE).telemetry.snapshot_every  # full telemetry period
 
 
 def example_config() -> SimulationConfig:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import ADMIN_TOKEN, VIEWER_TOKEN, Harness
-from tests.simtools import ROOT
+from tests.simtools import EXAMPLE_SNAPSHOT_EVERY, ROOT
 
 
 def townlet(*args: str, cwd: Path, env: dict[str, str] | None = None,
@@ -65,8 +65,10 @@ def test_send_tail_and_status_against_a_running_shard(harness: Harness) -> None:
     assert tail.returncode == 0, tail.stderr
     messages = [json.loads(line) for line in tail.stdout.splitlines()]
     assert len(messages) == 3 and all(m["kind"] == "diff" for m in messages)
-    assert [m["tick"] for m in messages] == list(range(messages[0]["tick"],
-                                                       messages[0]["tick"] + 3))
+    # Consecutive ticks, except that a full snapshot (ticks 1, 1+N, ...) is not a diff.
+    first = messages[0]["tick"]
+    diff_ticks = [t for t in range(first, first + 4) if (t - 1) % EXAMPLE_SNAPSHOT_EVERY != 0]
+    assert [m["tick"] for m in messages] == diff_ticks[:3]
 
     status = townlet("status", "--shard", shard_id, "--json", "--listen", "2",
                      cwd=harness.cwd, env=harness.env)

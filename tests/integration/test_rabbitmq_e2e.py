@@ -39,11 +39,11 @@ from tests.procs import (
     wait_until,
     write_telemetry_jsonl,
 )
+from tests.simtools import EXAMPLE_SNAPSHOT_EVERY
 
 pytestmark = pytest.mark.rabbitmq
 
 HASH = re.compile(r"^[0-9a-f]{32}$")
-SNAPSHOT_EVERY = 50  # telemetry.snapshot_every of the example config
 RESULT_KEYS = {"v", "shard_id", "cmd_id", "name", "status", "tick", "issuer", "latency_ms",
                "applied", "command"}
 
@@ -88,7 +88,7 @@ def assert_telemetry_stream(ticks: list[Captured], shard_id: str) -> None:
         assert headers["kind"] == body["kind"]
         assert body["v"] == 1 and body["schema_version"] == "0.2.0"
         assert HASH.match(body["state_hash"]), body["state_hash"]
-        expected = "snapshot" if (body["tick"] - 1) % SNAPSHOT_EVERY == 0 else "diff"
+        expected = "snapshot" if (body["tick"] - 1) % EXAMPLE_SNAPSHOT_EVERY == 0 else "diff"
         assert body["kind"] == expected, (body["tick"], body["kind"])
         assert {"events", "console_results"} <= set(body["payload"])
     numbers = [item.data["tick"] for item in ticks]
@@ -240,7 +240,7 @@ def test_two_shards_answer_commands_stream_telemetry_and_feed_the_audit_log(
 
     # Telemetry: both streams well formed; the result's tick is the boundary it was applied
     # at (it is in that tick's console_results); state changes show up in the views.
-    telemetry.wait_for(lambda _: last_tick(telemetry, a) >= SNAPSHOT_EVERY + 2, 20,
+    telemetry.wait_for(lambda _: last_tick(telemetry, a) >= EXAMPLE_SNAPSHOT_EVERY + 2, 20,
                        "a second telemetry snapshot")
     for shard_id in (a, b):
         assert_telemetry_stream(ticks_of(telemetry, shard_id), shard_id)
