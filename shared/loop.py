@@ -122,7 +122,9 @@ class SimulationLoop:
     # -- snapshots ------------------------------------------------------------------------
     def shell_state(self) -> dict[str, Any]:
         return {"paused": self.paused, "tick_rate_hz": self.tick_rate_hz,
-                "cmd_ids": self.telemetry.cmd_store.export()}
+                "cmd_ids": self.telemetry.cmd_store.export(),
+                "refusals": self.telemetry.refusals.export(),
+                "auto_ids": self.telemetry.export_auto_ids()}
 
     def save_snapshot(self, directory: str | Path | None = None) -> Path:
         target = Path(directory) if directory is not None else self.snapshot_dir
@@ -140,6 +142,8 @@ class SimulationLoop:
         self.paused = bool(extra.get("paused", False))
         self.tick_rate_hz = float(extra.get("tick_rate_hz", 0.0))
         self.telemetry.cmd_store.restore(extra.get("cmd_ids", []))
+        self.telemetry.refusals.restore(extra.get("refusals", []))
+        self.telemetry.restore_auto_ids(extra.get("auto_ids", {}))
         self.last_hash = state_hash(self.world)
         return extra
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from shared.config import SimulationConfig
-from shared.console.replay import CmdIdStore
+from shared.console.replay import CmdIdStore, RefusalMemo
 from shared.sim import views
 from shared.sim.world import World
 
@@ -53,6 +53,7 @@ class TelemetryHub:
         self.clock = clock
         self.pending: deque[tuple[Any, float]] = deque()
         self.cmd_store = CmdIdStore(config.console.cmd_id_window)
+        self.refusals = RefusalMemo(config.console.cmd_id_window)
         self.auto_id_counters: dict[str, tuple[int, int]] = {}  # prefix -> (tick, next seq)
         self.history: deque[dict[str, Any]] = deque(maxlen=config.console.result_history)
         self._latest: list[dict[str, Any]] = []
@@ -86,6 +87,17 @@ class TelemetryHub:
         if self.audit is not None:
             for result in results:
                 self.audit.append(result)
+
+    def export_auto_ids(self) -> dict[str, list[int]]:
+        """The auto-id counters, for checkpoints and journal records.
+
+        While paused, many boundaries share one tick number, so a restarted shard that forgot
+        the counters would hand out ``auto-<shard>-<tick>-0`` a second time.
+        """
+        return {prefix: [tick, seq] for prefix, (tick, seq) in self.auto_id_counters.items()}
+
+    def restore_auto_ids(self, saved: dict[str, Any]) -> None:
+        self.auto_id_counters = {str(p): (int(v[0]), int(v[1])) for p, v in saved.items()}
 
     def latest_console_results(self) -> list[dict[str, Any]]:
         """Results of the latest tick that had commands (a copy; never stale)."""

@@ -15,7 +15,8 @@ Two entry points, with different trust:
 
 Only results of handlers that ran and returned (ok, or an error value such as ``not_found``)
 are remembered for replay. Pre-check refusals and ``internal`` crashes are not: a retry after
-fixing a token, a role or a transient fault must get a real answer. Auto-assigned ids
+fixing a token, a role or a transient fault must get a real answer. (A refusal that comes out
+the same again is answered with its first copy; see ``RefusalMemo``.) Auto-assigned ids
 (``auto-<shard>-<tick>-<seq>``, ``local-<tick>-<seq>``) are never remembered either: nobody can
 retry with them, and after a snapshot restore the same ids recur for the re-applied commands,
 which must run again rather than replay.
@@ -75,7 +76,7 @@ class ConsoleRouter:
     def apply(self, payload: Any, *, tick: int, received_at: float) -> dict[str, Any]:
         """Check and apply one untrusted payload at tick boundary ``tick``; never raises."""
         try:
-            return self._apply(payload, tick, received_at)
+            return self.telemetry.refusals.settle(self._apply(payload, tick, received_at))
         except Exception as exc:  # a bug in the checks must not stop the shard either
             return self._crashed(exc, None, recover_name(payload), tick, received_at,
                                  prefix="auto", cmd_id=recover_cmd_id(payload))
@@ -83,14 +84,16 @@ class ConsoleRouter:
     def reject(self, cmd_id: str, code: str, message: str, *, tick: int,
                received_at: float) -> dict[str, Any]:
         """An error result for a delivery that could not be decoded but named its cmd_id."""
-        return self._refused(ConsoleError(code, message), tick, received_at, "auto",
-                             cmd_id=cmd_id[:MAX_CMD_ID])
+        return self.telemetry.refusals.settle(self._refused(
+            ConsoleError(code, message), tick, received_at, "auto", cmd_id=cmd_id[:MAX_CMD_ID]))
 
     def reapply(self, result: dict[str, Any]) -> None:
         """Re-run the effect of a journaled or audited result at its tick (crash recovery,
         `townlet replay`). The stored result stays the original, byte for byte; a result that
-        was answered from the replay store the first time (a redelivery) is skipped."""
+        was answered from the replay store the first time (a redelivery) is skipped. A refusal
+        has no effect; it is only remembered, so its redeliveries keep getting the same body."""
         if not result.get("applied"):
+            self.telemetry.refusals.note(result)
             return
         cmd_id = str(result["cmd_id"])
         if self.telemetry.cmd_store.lookup(cmd_id) is not None:

@@ -9,14 +9,16 @@ the same ticks, the same state hash every tick, nothing lost, nothing applied tw
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared import wire
 from shared.broker import MemoryHub, open_broker
 from shared.config import ConsoleAuthConfig, ConsoleAuthTokenConfig, SimulationConfig
-from tests.shardtools import TOPO, Recorder, WorkerThread, send
+from tests.shardtools import TOPO, Recorder, WorkerThread, publish_raw, send
 from tests.simtools import example_config
 from workers.shard.journal import Journal
 
@@ -141,6 +143,37 @@ def test_recovered_shard_reproduces_the_uncrashed_history(
     ref_hashes = {t["tick"]: t["state_hash"] for t in ref_telemetry}
     assert sorted(per_tick) == list(range(1, TICKS + 1))
     assert {k: v["state_hash"] for k, v in per_tick.items()} == ref_hashes
+
+
+def test_auto_ids_never_name_two_answers_across_a_crash_while_paused(tmp_path: Path) -> None:
+    """While paused every boundary has the same tick number; a restarted worker must carry on
+    the auto-id sequence of that tick (from its journal), not start it again at 0."""
+    hub = MemoryHub()
+    client = open_broker("memory://", hub=hub)
+    results = Recorder(open_broker("memory://", hub=hub), TOPO.results_exchange)
+    help_without_id = wire.encode({"v": 1, "name": "help"})
+
+    def help_answers() -> dict[str, dict[str, Any]]:  # distinct bodies, by canonical form
+        return {json.dumps(r, sort_keys=True): r for r in results.bodies() if r["name"] == "help"}
+
+    worker = WorkerThread(hub, config(), "s1", tmp_path / "s1", tick_rate_hz=0)
+    send(client, "s1", "pause", mode="admin", token=TOKEN, cmd_id="p1", wait=True)
+    publish_raw(client, "s1", help_without_id)
+    results.pump(lambda _: len(help_answers()) == 1)
+    nth_call_raises(worker.worker.outputs, "result", 1)  # the next answer, once journaled
+    publish_raw(client, "s1", help_without_id)
+    worker.thread.join(30)
+    assert isinstance(worker.error, Killed), worker.error
+    worker.broker.close()
+    survivor = WorkerThread(hub, config(), "s1", tmp_path / "s1", tick_rate_hz=0)
+    publish_raw(client, "s1", help_without_id)
+    # the journaled answer (resent), the redelivered copy (no cmd_id: a new command), the third
+    results.pump(lambda _: len(help_answers()) == 4)
+    survivor.join()
+    answers = list(help_answers().values())
+    assert len({a["tick"] for a in answers}) == 1  # all at one paused boundary number
+    assert len({a["cmd_id"] for a in answers}) == len(answers), sorted(
+        a["cmd_id"] for a in answers)
 
 
 def test_torn_journal_tail_is_repaired(tmp_path: Path) -> None:

@@ -187,6 +187,44 @@ def test_precheck_refusals_are_not_remembered(loop: SimulationLoop, bad_token: s
     assert fixed["status"] == "ok" and "agent_7" not in loop.world.agents.slot_of
 
 
+def test_a_redelivered_refusal_gets_the_first_answer_verbatim(loop: SimulationLoop,
+                                                              clock: FakeClock) -> None:
+    bad = admin("kill", "agent_7", cmd_id="k-bad", token="wrong")
+    (first,) = step_with(loop, bad)
+    clock.now += 5
+    loop.run_for_ticks(3)
+    (again,) = step_with(loop, copy.deepcopy(bad))
+    assert code(first) == "unauthorized" and again == first  # same tick, same body
+    (fixed,) = step_with(loop, admin("kill", "agent_7", cmd_id="k-bad"))
+    assert fixed["status"] == "ok" and fixed["tick"] > first["tick"]
+    (late,) = step_with(loop, copy.deepcopy(bad))  # the old bad copy, redelivered after all
+    assert late == first
+    (forbidden,) = step_with(loop, admin("kill", "agent_6", cmd_id="k-bad", token=VIEWER))
+    assert code(forbidden) == "forbidden" and forbidden["tick"] > first["tick"]  # new outcome
+
+
+def test_refusals_are_remembered_across_a_snapshot(tmp_path: Path, clock: FakeClock) -> None:
+    loop = SimulationLoop(make_config(tmp_path), clock=clock)
+    (first,) = step_with(loop, admin("kill", "agent_7", cmd_id="k-view", token=VIEWER))
+    path = loop.save_snapshot(tmp_path / "snaps")
+    restored = SimulationLoop(make_config(tmp_path), clock=clock, audit=False)
+    restored.load_snapshot(path)
+    (again,) = step_with(restored, admin("kill", "agent_7", cmd_id="k-view", token=VIEWER))
+    assert code(first) == "forbidden" and again == first
+
+
+def test_auto_ids_are_not_handed_out_twice_after_a_restore_while_paused(
+        tmp_path: Path, clock: FakeClock) -> None:
+    loop = SimulationLoop(make_config(tmp_path), clock=clock)
+    step_with(loop, admin("pause", cmd_id="p1"))
+    (one,) = step_with(loop, {"name": "help"})  # a viewer command without a cmd_id
+    path = loop.save_snapshot(tmp_path / "snaps")
+    restored = SimulationLoop(make_config(tmp_path), clock=clock, audit=False)
+    restored.load_snapshot(path)
+    (two,) = step_with(restored, {"name": "help"})
+    assert one["tick"] == two["tick"] and one["cmd_id"] != two["cmd_id"]
+
+
 def flaky_registry(failures: int) -> Registry:
     registry = Registry()
     remaining = itertools.count(failures, -1)

@@ -70,6 +70,8 @@ def _replay_boundary(worker: ShardWorker, record: dict[str, Any],
     boundary = int(record["boundary"])
     for result in record["results"]:
         loop.router.reapply(result)
+    if "auto_ids" in record:  # ids handed out at this boundary must not be handed out again
+        loop.telemetry.restore_auto_ids(record["auto_ids"])
     loop.telemetry.record_results(boundary, record["results"])
     if not record["stepped"]:
         return None

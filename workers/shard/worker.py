@@ -193,7 +193,8 @@ class ShardWorker:
         events, digest = loop.advance(tick) if stepped else ([], loop.last_hash)
         self.seq += 1
         self._make_durable({"k": "b", "seq": self.seq, "boundary": tick, "stepped": stepped,
-                            "hash": digest, "results": results, "replies": replies})
+                            "hash": digest, "results": results, "replies": replies,
+                            "auto_ids": loop.telemetry.export_auto_ids()})
         loop.telemetry.record_results(tick, results)
         telemetry = (loop.telemetry.tick_message(loop.world, digest, events, results)
                      if stepped else None)
