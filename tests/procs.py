@@ -283,6 +283,11 @@ class Recorder:
     def bodies(self) -> list[dict[str, Any]]:
         return [item.data for item in self.items() if isinstance(item.data, dict)]
 
+    def captured(self) -> list[Captured]:
+        """What arrived, even after the connection died (a broker stopped under it)."""
+        with self._lock:
+            return list(self._items)
+
     def wait_for(self, check: Callable[[list[Captured]], bool], timeout: float,
                  what: str | Callable[[], str]) -> list[Captured]:
         wait_until(lambda: check(self.items()), timeout, what)

@@ -23,8 +23,8 @@ class WorkerThread:
     """A shard worker running on its own thread and broker connection."""
 
     def __init__(self, hub: MemoryHub, config: SimulationConfig, shard_id: str, state: Path,
-                 **options: Any) -> None:
-        self.broker = open_broker("memory://", hub=hub)
+                 broker: Broker | None = None, **options: Any) -> None:
+        self.broker = broker or open_broker("memory://", hub=hub)
         self.stop = threading.Event()
         self.worker = ShardWorker(config, self.broker, WorkerOptions(
             shard_id=shard_id, state_dir=state, **options))

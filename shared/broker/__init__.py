@@ -82,7 +82,10 @@ def scrub_secrets(text: str, url: str) -> str:
 
 
 def open_broker(url: str, *, hub: MemoryHub | None = None, **kw: Any) -> Broker:
-    """Open a connection for ``url``; ``memory://`` needs the process's ``MemoryHub``."""
+    """Open a connection for ``url``; ``memory://`` needs the process's ``MemoryHub``.
+
+    ``kw`` are ``RabbitBroker`` options (heartbeat, wait_for_broker, ...); the in-process broker
+    never loses its connection and ignores them."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
         if hub is None:

@@ -11,10 +11,13 @@ Design choices (see also the contract tests, which run the same suite against me
   ``PublishNotConfirmed``. Error text is scrubbed of credentials.
 * Reconnect: when the connection drops, the next call reconnects with capped exponential
   backoff, re-declares every exchange/queue declared through this object and restarts every
-  consumer. Deliveries from the dead connection are discarded (the broker redelivers them);
-  acking one later is a silent no-op thanks to ``Delivery.epoch``. A publish interrupted by a
-  connection loss is retried once on the new connection, so it may be stored twice: consumers
-  dedupe by id (PROTOCOL.md guarantee 2).
+  consumer. With ``wait_for_broker=False`` (the shard worker, which keeps ticking through an
+  outage) a call makes at most one attempt, none before the backoff delay has passed, and
+  raises ``ConnectionLost`` at once if the broker is still away. Deliveries from the dead
+  connection are discarded (the broker redelivers them); acking one later is a silent no-op
+  thanks to ``Delivery.epoch``. A publish interrupted by a connection loss is retried once on
+  the new connection, so it may be stored twice: consumers dedupe by id (PROTOCOL.md
+  guarantee 2).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class RabbitBroker:
         backoff: tuple[float, float] = (0.2, 5.0),
         connection_name: str = "townlet",
         on_reconnect: Callable[[], None] | None = None,
+        wait_for_broker: bool = True,
     ) -> None:
         self._url = url
         self._params = pika.URLParameters(url)
@@ -88,6 +92,9 @@ class RabbitBroker:
         self._reconnect_timeout = reconnect_timeout
         self._backoff = backoff
         self._on_reconnect = on_reconnect
+        self._wait_for_broker = wait_for_broker
+        self._retry_delay = backoff[0]
+        self._next_attempt = 0.0  # monotonic time before which a fail-fast call won't redial
         self.stats = BrokerStats()
         self._exchanges: dict[str, ExchangeSpec] = {}
         self._queues: dict[str, QueueSpec] = {}
@@ -314,6 +321,9 @@ class RabbitBroker:
             self._connect(initial=False)
 
     def _connect(self, *, initial: bool) -> None:
+        if not initial and not self._wait_for_broker:
+            self._redial_once()
+            return
         self._drop_connection()
         deadline = time.monotonic() + self._reconnect_timeout
         delay = self._backoff[0]
@@ -335,6 +345,26 @@ class RabbitBroker:
             self.stats.reconnects += 1
             if self._on_reconnect is not None:
                 self._on_reconnect()
+
+    def _redial_once(self) -> None:
+        """One reconnect attempt if the backoff allows it; ``ConnectionLost`` if none succeeds."""
+        self._drop_connection()
+        now = time.monotonic()
+        if now < self._next_attempt:
+            raise ConnectionLost(f"{redact_url(self._url)} unreachable: {self.stats.last_error}")
+        try:
+            self._open()
+        except (*_LOST, pex.AMQPError) as exc:
+            self._note_error(exc)
+            self._drop_connection()
+            self._next_attempt = now + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, self._backoff[1])
+            raise ConnectionLost(
+                f"cannot reconnect to {redact_url(self._url)}: {self.stats.last_error}") from None
+        self._retry_delay, self._next_attempt = self._backoff[0], 0.0
+        self.stats.reconnects += 1
+        if self._on_reconnect is not None:
+            self._on_reconnect()
 
     def _open(self) -> None:
         self._conn = BlockingConnection(self._params)

@@ -104,11 +104,18 @@ def test_shard_rides_out_a_broker_restart(node: PrivateNode, tmp_path: Path) -> 
         assert before["status"] == "ok", before
         results.close()
         pub.close()
+        telemetry_before = Recorder(node.url, TOPO.telemetry_exchange, name="telemetry-before")
+        telemetry_before.wait_for(lambda items: any(
+            i.headers.get("kind") != "health" for i in items), 20, "telemetry before the stop")
 
         node.stop()
+        down_at = time.monotonic()
+        last_tick_before = max(int(i.headers["tick"]) for i in telemetry_before.captured()
+                               if i.headers.get("kind") != "health")
         time.sleep(1.0)  # the worker now finds the broker gone
         assert worker.alive, worker.tail()
         node.start()
+        outage_s = time.monotonic() - down_at
 
         after = Recorder(node.url, TOPO.results_exchange, name="results-after")
         telemetry = Recorder(node.url, TOPO.telemetry_exchange, name="telemetry-after")
@@ -119,6 +126,10 @@ def test_shard_rides_out_a_broker_restart(node: PrivateNode, tmp_path: Path) -> 
                        <= {i.data["cmd_id"] for i in items}, 60, "results after the restart")
         replayed = next(i.data for i in after.items() if i.data["cmd_id"] == "before-restart")
         assert replayed == before  # exactly once, byte for byte, across a broker restart
+        answered = next(i.data for i in after.items() if i.data["cmd_id"] == "after-restart")
+        # The town kept ticking while the broker was away (20 Hz; half of that, for noise).
+        assert answered["tick"] - last_tick_before >= 0.5 * 20 * outage_s, (
+            answered["tick"], last_tick_before, outage_s)
 
         telemetry.wait_for(lambda items: any(i.data.get("kind") == "health" and
                                              i.data["payload"]["health"]["broker_reconnects"]

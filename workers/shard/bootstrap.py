@@ -18,7 +18,8 @@ def run_shard(shard_id: str, config_path: Path, broker_url: str, state_dir: Path
               checkpoint_every: int = 200) -> None:
     config = load_config(config_path)
     log = structlog.get_logger("townlet.shard").bind(shard_id=shard_id)
-    broker = open_broker(broker_url, hub=hub)
+    # Fail fast while the broker is away: the worker keeps ticking and queues its outputs.
+    broker = open_broker(broker_url, hub=hub, wait_for_broker=False)
     log.info("shard_booting", broker=redact_url(broker_url), config=str(config_path),
              state_dir=str(state_dir))
     options = WorkerOptions(shard_id=shard_id, state_dir=state_dir, tick_rate_hz=tick_rate_hz,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def recover(worker: ShardWorker) -> int:
     """Restore ``worker.loop`` from its state dir; returns the last journal sequence number."""
-    from workers.shard.worker import Divergence
+    from workers.shard.worker import Divergence, Outgoing
 
     loop, state, log = worker.loop, worker.state, worker.log
     assert worker.journal is not None
@@ -57,10 +57,9 @@ def recover(worker: ShardWorker) -> int:
         log.info("recovered", tick=loop.tick, checkpoint_seq=base_seq, replayed=len(records),
                  resent=len(resend), state_hash=loop.last_hash)
     for record, message in resend:
-        worker.send_outputs(record["results"], record.get("replies") or [[None, None]] *
-                     len(record["results"]), message, [])
-    if resend:
-        worker.journal.append({"k": "out", "seq": last_seq}, durable=False)
+        replies = record.get("replies") or [[None, None]] * len(record["results"])
+        worker.outbox.append(Outgoing(int(record["seq"]), record["results"], replies, message))
+    worker.flush()  # what the broker can't take now stays in the outbox, in order
     return max(last_seq, base_seq)
 
 

@@ -8,6 +8,11 @@ Per boundary T (PROTOCOL guarantees 1-4):
   4. only then publish results, replies, telemetry and dead letters (confirmed), and ack.
 A restarted worker restores the checkpoint, re-applies the journal (checking every state hash),
 resends what it cannot prove was sent, and answers redelivered commands from stored results.
+
+Step 4 goes through an outbox: while the broker is unreachable the town keeps ticking (each
+boundary is durable in the journal already) and the outbox publishes the backlog in order once
+the broker is back. Only a full outbox (``outbox_limit`` boundaries) makes the worker hold.
+A checkpoint waits for an empty outbox, because it drops the journal records a resend needs.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from workers.shard.statedir import StateDir
 
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
 PAUSED_POLL_S = 0.05
+TROUBLE_LOG_EVERY_S = 5.0
 
 
 class Divergence(RuntimeError):
@@ -42,6 +48,18 @@ class Divergence(RuntimeError):
 
 class StopRequested(Exception):
     """Raised out of a retry loop when the worker is asked to stop."""
+
+
+@dataclass
+class Outgoing:
+    """One boundary's outputs (or one early answer), waiting to be published and acked."""
+
+    seq: int | None  # the journal record they belong to; None for early answers
+    results: list[dict[str, Any]]
+    replies: list[list[str | None]]
+    telemetry: dict[str, Any] | None = None
+    dead: list[tuple[Delivery, str]] = field(default_factory=list)
+    acks: list[Delivery] = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +73,8 @@ class WorkerOptions:
     # delivery held when a worker dies counts toward the queue's delivery limit.
     prefetch: int | None = None
     max_ticks: int | None = None  # stop after this process has run this many ticks
+    # Boundaries kept unsent while the broker is unreachable before the worker stops ticking.
+    outbox_limit: int = 10_000
     until_tick: int | None = None  # stop once the town reaches this tick (counts recovered ones)
 
 
@@ -75,11 +95,15 @@ class ShardWorker:
             self.loop.set_tick_rate(options.tick_rate_hz)
         self.outputs = Outputs(broker, self.topo, options.shard_id)
         self.inbox: deque[tuple[Delivery, float, Any]] = deque()  # (delivery, received, body)
+        self.outbox: deque[Outgoing] = deque()
+        self._checkpoint_due = False
+        self._undurable = False  # a boundary's results are stored in memory but not journaled
         self.journal: Journal | None = None
         self.seq = 0
         self.ticks_run = 0
         self.log = structlog.get_logger("townlet.shard").bind(shard_id=options.shard_id)
         self._last_health = 0.0
+        self._trouble_logged_at = -TROUBLE_LOG_EVERY_S
         self._stop: threading.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -98,7 +122,10 @@ class ShardWorker:
             self.log.info("shard_started", tick=self.loop.tick, queue=self.topo.shard_queue(
                 self.opts.shard_id))
             self._tick_forever(stop)
-            self.checkpoint()
+            if self.flush():
+                self.checkpoint()
+            else:  # the journal keeps them: the next start resends them
+                self.log.warning("stopping_with_unsent_outputs", boundaries=len(self.outbox))
             self.log.info("shard_stopped", tick=self.loop.tick)
         except StopRequested:
             self.log.info("shard_stopped_during_retry", tick=self.loop.tick)
@@ -116,6 +143,9 @@ class ShardWorker:
                 return
             self._gather(max(0.0, deadline - self.clock()))
             if self.clock() < deadline:
+                continue
+            if not self.flush() and len(self.outbox) >= self.opts.outbox_limit:
+                self._hold_for_broker()
                 continue
             self.boundary()
             rate = self.loop.tick_rate_hz
@@ -136,6 +166,7 @@ class ShardWorker:
                 received += 1
         except BrokerError as exc:
             self._connection_trouble(exc)
+            self.sleep(min(timeout, 0.5))  # an unreachable broker fails at once: don't spin
         self.loop.telemetry.health["queue_depth"] = len(self.inbox)
         return received
 
@@ -151,12 +182,14 @@ class ShardWorker:
         except wire.WireError as exc:
             body = exc
         cmd_id = body.get("cmd_id") if isinstance(body, dict) else None
-        if not (isinstance(cmd_id, str) and cmd_id in self.loop.telemetry.cmd_store):
+        stored = isinstance(cmd_id, str) and cmd_id in self.loop.telemetry.cmd_store
+        if not stored or self._undurable:  # an answer must never outrun its journal record
             self.inbox.append((delivery, received, body))
             return
         result = self.loop.router.apply(body, tick=self.loop.world.tick + 1, received_at=received)
-        self.send_outputs([result], [[delivery.reply_to, delivery.correlation_id]], None, [])
-        self._ack([delivery])
+        self.outbox.append(Outgoing(None, [result], [[delivery.reply_to, delivery.correlation_id]],
+                                    acks=[delivery]))
+        self.flush()
 
     def _connection_trouble(self, exc: Exception) -> None:
         """Deliveries from a dead connection can't be acked; the broker redelivers them."""
@@ -164,7 +197,10 @@ class ShardWorker:
         self.loop.telemetry.health["last_error"] = f"{type(exc).__name__}: {exc}"
         self.loop.telemetry.health["broker_reconnects"] = getattr(
             getattr(self.broker, "stats", None), "reconnects", 0)
-        self.log.warning("broker_trouble", error=str(exc))
+        now = self.clock()
+        if now - self._trouble_logged_at >= TROUBLE_LOG_EVERY_S:  # not one line per tick
+            self._trouble_logged_at = now
+            self.log.warning("broker_trouble", error=str(exc), unsent_boundaries=len(self.outbox))
 
     # -- one boundary -------------------------------------------------------------------
     def boundary(self) -> None:
@@ -192,20 +228,23 @@ class ShardWorker:
             return  # paused and nothing arrived: nothing happened, nothing to record
         events, digest = loop.advance(tick) if stepped else ([], loop.last_hash)
         self.seq += 1
+        self._undurable = True
         self._make_durable({"k": "b", "seq": self.seq, "boundary": tick, "stepped": stepped,
                             "hash": digest, "results": results, "replies": replies,
                             "auto_ids": loop.telemetry.export_auto_ids()})
+        self._undurable = False
         loop.telemetry.record_results(tick, results)
         telemetry = (loop.telemetry.tick_message(loop.world, digest, events, results)
                      if stepped else None)
-        self.send_outputs(results, replies, telemetry, dead)
-        self._ack(batch)
-        self._mark_sent()
+        self.outbox.append(Outgoing(self.seq, results, replies, telemetry, dead, batch))
         if stepped:
             self.ticks_run += 1
             self.log.debug("tick", tick=tick, commands=len(results), state_hash=digest)
             if tick % self.opts.checkpoint_every == 0:
-                self.checkpoint()
+                self._checkpoint_due = True
+        if self.flush() and self._checkpoint_due:
+            self._checkpoint_due = False
+            self.checkpoint()
 
     def _apply_delivery(self, delivery: Delivery, payload: Any, tick: int, received: float,
                         dead: list[tuple[Delivery, str]]) -> tuple[dict[str, Any] | None, bool]:
@@ -230,17 +269,38 @@ class ShardWorker:
         return result, replayed
 
     # -- output commit --------------------------------------------------------------------
-    def send_outputs(self, results: list[dict[str, Any]], replies: list[list[str | None]],
-              telemetry: dict[str, Any] | None, dead: list[tuple[Delivery, str]]) -> None:
-        def publish_all() -> None:
-            for result, (reply_to, corr) in zip(results, replies, strict=True):
-                self.outputs.result(result, reply_to, corr)
-            if telemetry is not None:
-                self.outputs.telemetry(telemetry)
-            for delivery, reason in dead:
-                self.outputs.dead_letter(delivery, reason)
+    def flush(self) -> bool:
+        """Publish what waits in the outbox, oldest first; True when it is empty.
 
-        self._retry(publish_all)
+        A boundary interrupted half way is published again whole: a result or tick may reach
+        the broker twice, byte-identical, which consumers dedupe by (shard_id, cmd_id/tick).
+        """
+        while self.outbox:
+            item = self.outbox[0]
+            try:
+                for result, (reply_to, corr) in zip(item.results, item.replies, strict=True):
+                    self.outputs.result(result, reply_to, corr)
+                if item.telemetry is not None:
+                    self.outputs.telemetry(item.telemetry)
+                for delivery, reason in item.dead:
+                    self.outputs.dead_letter(delivery, reason)
+            except BrokerError as exc:
+                self._connection_trouble(exc)
+                self.loop.telemetry.health["unsent_boundaries"] = len(self.outbox)
+                return False
+            self.outbox.popleft()
+            self._ack(item.acks)
+            if item.seq is not None:
+                self._mark_sent(item.seq)
+        self.loop.telemetry.health["unsent_boundaries"] = 0
+        return True
+
+    def _hold_for_broker(self) -> None:
+        """The outbox is full: stop ticking until the broker takes the backlog."""
+        self.log.warning("outbox_full_holding", boundaries=len(self.outbox))
+        self._gather(0.0)  # keeps the connection (and its reconnects) going
+        self.sleep(RETRY_BACKOFF[-1])
+        self._maybe_health()
 
     def _ack(self, deliveries: list[Delivery]) -> None:
         try:
@@ -248,19 +308,6 @@ class ShardWorker:
                 self.broker.ack(delivery)
         except BrokerError as exc:  # unacked ones come back and are answered from the store
             self._connection_trouble(exc)
-
-    def _retry(self, action: Callable[[], None]) -> None:
-        attempt = 0
-        while True:
-            try:
-                action()
-                return
-            except BrokerError as exc:
-                self._connection_trouble(exc)
-                if self._stop is not None and self._stop.is_set():
-                    raise StopRequested from exc
-                self.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
-                attempt += 1
 
     def _maybe_health(self) -> None:
         now = self.clock()
@@ -301,13 +348,14 @@ class ShardWorker:
                 self._maybe_health()
                 attempt += 1
 
-    def _mark_sent(self) -> None:
-        """Note that this boundary's outputs are out (best effort: losing it means a resend)."""
+    def _mark_sent(self, seq: int) -> None:
+        """Note that a boundary's outputs (and all before it) are out; best effort: losing the
+        mark only means a resend."""
         assert self.journal is not None
         try:
-            self.journal.append({"k": "out", "seq": self.seq}, durable=False)
+            self.journal.append({"k": "out", "seq": seq}, durable=False)
         except OSError as exc:
-            self.log.warning("journal_mark_failed", error=str(exc), seq=self.seq)
+            self.log.warning("journal_mark_failed", error=str(exc), seq=seq)
 
     def checkpoint(self) -> None:
         """Snapshot the complete state, then drop the journal records it covers."""
