@@ -43,7 +43,9 @@ def _default_audit(config: SimulationConfig) -> AuditSink | None:
         return None
     from shared.audit.sink import AuditLog  # the same writer the audit consumer uses
 
-    return AuditLog(Path(config.console.audit_path))
+    # A new in-process loop is a new town whose ids (local-<tick>-<seq>, the seed's fixed ones)
+    # start over: dedupe within this run only, or a second run's lines would be dropped.
+    return AuditLog(Path(config.console.audit_path), dedupe_existing=False)
 
 
 class SimulationLoop:

@@ -4,7 +4,9 @@
 values and tuples become lists, so the same logical message always has the same bytes
 (telemetry re-sent after a crash must be identical, see PROTOCOL.md guarantee 4).
 ``decode`` treats its input as hostile: size is checked before unpacking, container lengths
-are bounded by the body size, and anything but a map with string keys is a ``WireError``.
+are bounded by the body size, and anything but a map with string keys is a ``WireError``
+(unless the caller checks keys itself: the shard's console answers a command with a bad key
+with an error result naming its cmd_id, which a dead letter could not do).
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ def encode(obj: Mapping[str, Any]) -> bytes:
     return packed
 
 
-def decode(body: bytes, max_bytes: int | None = None) -> dict[str, Any]:
-    """Decode one msgpack map with string keys; raise ``WireError`` for anything else."""
+def decode(body: bytes, max_bytes: int | None = None, *,
+           string_keys: bool = True) -> dict[str, Any]:
+    """Decode one msgpack map with string keys; raise ``WireError`` for anything else.
+
+    ``string_keys=False`` lets maps with other (hashable) keys through, for callers that
+    validate keys themselves."""
     if not isinstance(body, bytes | bytearray | memoryview):
         raise WireError(f"body must be bytes, got {type(body).__name__}")
     size = len(body)
@@ -51,21 +57,21 @@ def decode(body: bytes, max_bytes: int | None = None) -> dict[str, Any]:
         raise WireError(f"body of {size} bytes exceeds the limit of {max_bytes} bytes")
     if size == 0:
         raise WireError("body is empty")
-    value = _unpack(bytes(body), size)
+    value = _unpack(bytes(body), size, string_keys)
     if not isinstance(value, dict):
         raise WireError(f"body must be a msgpack map, got {type(value).__name__}")
-    _check_keys(value, 0)
+    _check_keys(value, 0, string_keys)
     return value
 
 
-def _unpack(body: bytes, size: int) -> Any:
+def _unpack(body: bytes, size: int, string_keys: bool) -> Any:
     # Every element takes at least one byte, so no honest container is longer than the body;
     # passing that bound stops a 5-byte header from announcing (and allocating) 4 billion items.
     try:
         return msgpack.unpackb(
             body,
             raw=False,
-            strict_map_key=True,
+            strict_map_key=string_keys,
             use_list=True,
             max_str_len=size,
             max_bin_len=size,
@@ -79,17 +85,17 @@ def _unpack(body: bytes, size: int) -> Any:
         raise WireError(f"body is not valid msgpack: {type(exc).__name__}") from None
 
 
-def _check_keys(value: Any, depth: int) -> None:
+def _check_keys(value: Any, depth: int, string_keys: bool) -> None:
     if depth > MAX_DEPTH:
         raise WireError(f"body nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str):
+            if string_keys and not isinstance(key, str):
                 raise WireError(f"map keys must be strings, got {type(key).__name__}")
-            _check_keys(item, depth + 1)
+            _check_keys(item, depth + 1, string_keys)
     elif isinstance(value, list):
         for item in value:
-            _check_keys(item, depth + 1)
+            _check_keys(item, depth + 1, string_keys)
 
 
 def _to_plain(value: Any, depth: int) -> Any:

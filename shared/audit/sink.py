@@ -80,10 +80,14 @@ class AuditLog:
         max_bytes: int = DEFAULT_MAX_BYTES,
         fsync: bool = True,
         keep: int = DEFAULT_KEEP,
+        dedupe_existing: bool = True,
     ) -> None:
+        """``dedupe_existing=False`` starts the key index empty: for in-process sessions, whose
+        towns (and so their ids) start afresh each run, while lines of earlier runs stay put."""
         if max_bytes <= 0 or keep < 1:
             raise ValueError("max_bytes must be > 0 and keep >= 1")
         self._path = Path(path)
+        self._dedupe_existing = dedupe_existing
         self._max_bytes = max_bytes
         self._fsync = fsync
         self._keep = keep
@@ -178,7 +182,7 @@ class AuditLog:
     def _recover(self) -> None:
         """Repair a torn tail, rebuild the key index from every file, reopen for appending."""
         self._repair_tail()
-        self._keys = self._read_keys()
+        self._keys = self._read_keys() if self._dedupe_existing else set()
         self._open_current()
 
     def _repair_tail(self) -> None:

@@ -115,6 +115,19 @@ def test_audit_log_has_the_last_command(dry_run: dict[str, Any]) -> None:
         "chat-demo"]
 
 
+def test_a_second_run_in_the_same_directory_is_audited_too(tmp_path: Path) -> None:
+    """Each run is a new town whose ids start over; its lines must not be taken for repeats."""
+    cwd = workdir(tmp_path)
+    assert run_script(cwd).returncode == 0
+    first = (cwd / AUDIT).read_text().splitlines()
+    again = run_script(cwd)
+    assert again.returncode == 0, again.stderr
+    lines = (cwd / AUDIT).read_text().splitlines()
+    assert len(lines) == 2 * len(first) and lines[:len(first)] == first
+    tail = json.loads(sections(again.stdout)["console audit tail"][0])
+    assert tail == json.loads(lines[-2])  # this run's last dispatched command, not the first's
+
+
 def test_force_chat_shows_updated_ties_for_both_agents(dry_run: dict[str, Any]) -> None:
     chat = dry_run["chat"]
     assert (chat["tick"], chat["issuer"], chat["command"]["mode"]) == (21, "admin#1", "admin")
@@ -142,3 +155,20 @@ def test_in_process_run_leaves_the_world_as_the_checklist_says(
     status = router.dispatch(scope["ConsoleCommand"](name="employment_status", args=(),
                                                      kwargs={}))
     assert status["result"]["metrics"]["pending_count"] == 0
+
+
+def test_the_seeds_headless_check_runs_as_written(tmp_path: Path) -> None:
+    """seed: `python scripts/run_simulation.py configs/examples/poc_hybrid.yaml --ticks 50`,
+    telemetry muted by default, `--telemetry-path out.jsonl` captures it."""
+    cwd = workdir(tmp_path)
+    script = str(REPO / "scripts" / "run_simulation.py")
+    config = "configs/examples/poc_hybrid.yaml"
+    done = subprocess.run([sys.executable, script, config, "--ticks", "50"], cwd=cwd, text=True,
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Completed 50 ticks in" in done.stdout + done.stderr
+    assert "state_hash" not in done.stdout  # muted
+    subprocess.run([sys.executable, script, config, "--ticks", "5", "--telemetry-path",
+                    "out.jsonl"], cwd=cwd, check=True, capture_output=True, timeout=120)
+    ticks = [json.loads(line)["tick"] for line in (cwd / "out.jsonl").read_text().splitlines()]
+    assert ticks == [1, 2, 3, 4, 5]

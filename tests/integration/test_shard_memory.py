@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from shared import wire
@@ -76,6 +77,10 @@ def test_bad_deliveries_get_answers_or_dead_letters_and_never_stop_the_shard(
         publish_raw(client, "s1", wire.encode({"name": "help", "cmd_id": "big-1",
                                                "args": ["x" * 2000]}), message_id="big-1")
         publish_raw(client, "s1", wire.encode({"name": 5, "cmd_id": "shape-1"}))
+        # valid msgpack, readable cmd_id, but keys that are not strings (nested, top level)
+        publish_raw(client, "s1", msgpack.packb({"name": "help", "cmd_id": "intkey-1",
+                                                 "args": [{1: 2}]}))
+        publish_raw(client, "s1", msgpack.packb({"name": "help", "cmd_id": "intkey-2", 7: 0}))
         send(client, "s1", "no_such_command", token=VIEWER, cmd_id="unknown-1")
         send(client, "s1", "kill", "agent_2", mode="admin", token="wrong", cmd_id="bad-token-1")
         send(client, "s1", "kill", "agent_2", mode="admin", token=VIEWER, cmd_id="viewer-kill-1")
@@ -84,7 +89,7 @@ def test_bad_deliveries_get_answers_or_dead_letters_and_never_stop_the_shard(
         assert ok["status"] == "ok"  # the shard is still serving, agent_2 alive
         expected = {"garbled-1": "bad_request", "big-1": "bad_request", "shape-1": None,
                     "unknown-1": "unsupported", "bad-token-1": "unauthorized",
-                    "viewer-kill-1": "forbidden"}
+                    "viewer-kill-1": "forbidden", "intkey-1": "usage", "intkey-2": "usage"}
         results.pump(lambda b: set(expected) <= {r["cmd_id"] for r in b})
     finally:
         worker.join()

@@ -113,3 +113,18 @@ def test_every_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatc
 def test_redact_replaces_every_configured_token() -> None:
     value = {"a": [f"x{ADMIN}y", {VIEWER: 1}], "n": 3}
     assert auth().redact(value) == {"a": ["x***y", {"***": 1}], "n": 3}
+
+
+def test_the_shipped_config_takes_its_admin_token_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What README's fleet tour relies on: admin by TOWNLET_ADMIN_TOKEN, nobody while unset."""
+    from tests.simtools import example_config
+
+    authn = Authenticator(example_config().console_auth)
+    monkeypatch.delenv("TOWNLET_ADMIN_TOKEN", raising=False)
+    assert refusal(authn, cmd("", mode="admin")).code == ErrorCode.UNAUTHORIZED  # unset: no one
+    assert authn.authenticate(cmd()).role == "viewer"  # viewers need no token
+    monkeypatch.setenv("TOWNLET_ADMIN_TOKEN", ADMIN)
+    identity = authn.authenticate(cmd(ADMIN, mode="admin"))
+    assert (identity.role, identity.issuer) == ("admin", "ops-admin")
+    assert refusal(authn, cmd("guess", mode="admin")).code == ErrorCode.UNAUTHORIZED

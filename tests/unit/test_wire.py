@@ -87,6 +87,11 @@ def test_non_string_keys_rejected(value: Any) -> None:
         decode(msgpack.packb(value, use_bin_type=True, strict_types=False))
 
 
+@pytest.mark.parametrize("value", [{1: "x"}, {"ok": {2: "nested"}}, {"l": [{3: 4}]}])
+def test_other_keys_pass_when_the_caller_checks_them(value: Any) -> None:
+    assert decode(msgpack.packb(value), string_keys=False) == value
+
+
 def test_deep_nesting_rejected() -> None:
     body = b"\x81\xa1a" + b"\x91" * 5000 + b"\xc0"
     with pytest.raises(WireError):

@@ -178,7 +178,9 @@ class ShardWorker:
         waiting for a tick: it applies nothing. Everything else waits for the next boundary.
         """
         try:
-            body: Any = wire.decode(delivery.body, max_bytes=self.config.console.max_body_bytes)
+            # Keys are the router's to check, so a bad key is answered under the cmd_id.
+            body: Any = wire.decode(delivery.body, max_bytes=self.config.console.max_body_bytes,
+                                    string_keys=False)
         except wire.WireError as exc:
             body = exc
         cmd_id = body.get("cmd_id") if isinstance(body, dict) else None
