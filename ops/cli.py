@@ -11,26 +11,46 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.config import ConfigError
+from shared.config import ConfigError, FleetConfig
 
 app = typer.Typer(help="Townlet shards: run, operate and inspect deterministic town shards.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 AUDIT_LOG = Path("logs/console/commands.jsonl")
+DRY_RUN_CONFIG = Path("configs/examples/poc_hybrid.yaml")  # the seed script's cwd-relative path
 BrokerOpt = Annotated[str | None, typer.Option(
-    "--broker", help="Broker URL (amqp://... or memory://); default: $TOWNLET_AMQP_URL, "
-                     "else amqp://guest:guest@127.0.0.1:5672/%2F")]
+    "--broker", help="RabbitMQ URL (amqp://... or amqps://...); default: $TOWNLET_AMQP_URL, "
+                     "else amqp://guest:guest@127.0.0.1:5672/%2F. (memory://, the embedded "
+                     "broker, exists only inside `townlet up`.)")]
+MEMORY_ONLY_IN_UP = ("memory:// is the embedded broker and exists only inside one process: use "
+                     "`townlet up` (no broker configured) or an amqp:// URL")
+USAGE = 2  # exit code of a bad option, as Typer's own usage errors
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
 def _broker_url(value: str | None) -> str:
-    from shared.broker import default_amqp_url
+    """The RabbitMQ URL of a command that talks to a broker from its own process.
 
-    return value or default_amqp_url()
+    memory:// is refused here: an in-memory broker is private to the process that holds it, so
+    a lone shard, audit consumer or operator command on it could never meet anyone."""
+    from shared.broker import default_amqp_url, redact_url
+
+    url = value or default_amqp_url()
+    scheme = _scheme(url)
+    if scheme == "memory":
+        raise _fail(MEMORY_ONLY_IN_UP, USAGE)
+    if scheme not in ("amqp", "amqps"):
+        raise _fail(f"unsupported broker URL {redact_url(url)}: use amqp://... or amqps://...",
+                    USAGE)
+    return url
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _logging(level: str = "info") -> None:
@@ -74,13 +94,14 @@ def shard(
     """Run one shard worker: consume its queue, tick, publish results and telemetry."""
     from ops.signals import install_stop_signals
 
+    url = _broker_url(broker)
     stop = threading.Event()
     install_stop_signals(stop)
     from workers.shard.bootstrap import run_shard
 
     _logging(log_level)
     try:
-        run_shard(shard_id, config, _broker_url(broker), state_dir or Path("state") / shard_id,
+        run_shard(shard_id, config, url, state_dir or Path("state") / shard_id,
                   stop, tick_rate_hz=tick_rate, max_ticks=max_ticks,
                   checkpoint_every=checkpoint_every)
     except (ConfigError, ValueError) as exc:
@@ -101,55 +122,83 @@ def audit(
     """Run the audit consumer: one fsynced JSON line per console result."""
     from ops.signals import install_stop_signals
 
+    url = _broker_url(broker)
     stop = threading.Event()
     install_stop_signals(stop)
     from workers.audit.consumer import run_audit
 
     _logging()
-    run_audit(_broker_url(broker), log, stop)
+    run_audit(url, log, stop)
 
 
 @app.command()
 def up(
     fleet: Annotated[Path, typer.Option(help="Fleet file")] = Path("configs/fleet/local.yaml"),
     broker: Annotated[str | None, typer.Option(
-        help="Broker URL; without it (and without $TOWNLET_AMQP_URL) the fleet runs embedded "
-             "on the in-memory broker")] = None,
-    ticks: Annotated[int | None, typer.Option(min=1, help="Embedded: stop after N ticks")] = None,
+        help="amqp:// URL: run every worker as its own process on RabbitMQ. Without it (and "
+             "without $TOWNLET_AMQP_URL), or with memory://, the fleet runs embedded in this "
+             "process on the in-memory broker")] = None,
+    ticks: Annotated[int | None, typer.Option(
+        min=1, help="Stop each shard after N ticks; the fleet stops when all have")] = None,
     seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after S seconds")] = None,
     commands: Annotated[Path | None, typer.Option(
-        help="Embedded: JSONL of commands to send ({shard, name, args, kwargs, ...})")] = None,
+        help="JSONL of commands, sent as the fleet starts, one per line: {shard, name, "
+             "args, kwargs, mode, cmd_id, auth, ...}; results are printed as JSON lines")] = None,
 ) -> None:
     """Run the whole fleet locally: every shard worker plus the audit consumer."""
     from ops import fleet as fleet_mod
     from ops.signals import install_stop_signals
-    from shared.config import load_fleet
 
+    url = broker or os.environ.get("TOWNLET_AMQP_URL")
+    embedded = not url or _scheme(url) == "memory"
+    if not embedded:
+        url = _broker_url(url)
+    spec, items = _load_fleet_and_commands(fleet, commands)
     _logging()
-    try:
-        spec = load_fleet(fleet)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
     stop = threading.Event()
     install_stop_signals(stop)
-    url = broker or os.environ.get("TOWNLET_AMQP_URL")
-    if url and not url.startswith("memory://"):
-        fleet_mod.run_processes(spec, url, stop, seconds)
-        return
-    if seconds is not None:
-        threading.Timer(seconds, stop.set).start()
-    items = _read_jsonl(commands) if commands else None
-    summary = fleet_mod.run_embedded(spec, stop, ticks=ticks, commands=items)
+    if embedded:
+        if seconds is not None:
+            _stop_after(seconds, stop)
+        summary = fleet_mod.run_embedded(spec, stop, ticks=ticks, commands=items)
+    else:
+        summary = fleet_mod.run_processes(spec, str(url), stop, seconds, ticks=ticks,
+                                          commands=items)
     for result in summary["results"]:
         typer.echo(json.dumps(result, sort_keys=True))
+    for error in summary["errors"]:
+        typer.echo(f"error: {error}", err=True)
     typer.echo(f"fleet stopped; audit log: {summary['audit_log']}", err=True)
+    if summary["errors"]:
+        raise typer.Exit(1)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _stop_after(seconds: float, stop: threading.Event) -> None:
+    timer = threading.Timer(seconds, stop.set)
+    timer.daemon = True  # a run that ends first (--ticks) must not wait for it
+    timer.start()
+
+
+def _load_fleet_and_commands(
+        fleet: Path, commands: Path | None,
+) -> tuple[FleetConfig, list[tuple[str, dict[str, Any]]] | None]:
+    """Everything `up` reads, checked before anything starts: a typo fails in one line here
+    instead of in a worker thread or after the fleet has been running for a while."""
+    from ops.commands_file import CommandsFileError, read_commands
+    from shared.config import load_config, load_fleet
+
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
-        raise _fail(f"cannot read commands file {path}: {exc}") from None
+        spec = load_fleet(fleet)
+        for shard in spec.shards:
+            load_config(shard.config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if commands is None:
+        return spec, None
+    try:
+        return spec, read_commands(commands, [s.id for s in spec.shards])
+    except CommandsFileError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _parse_value(text: str) -> Any:
@@ -246,9 +295,10 @@ def status(
     from shared.broker import BrokerError, open_broker
     from shared.config import load_fleet
 
+    url = _broker_url(broker)
     try:
         ids = shard_ids or [s.id for s in load_fleet(fleet).shards]
-        report = fleet_status(open_broker(_broker_url(broker)), ids, listen)
+        report = fleet_status(open_broker(url), ids, listen)
     except (ConfigError, BrokerError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(report, indent=2, sort_keys=True) if as_json else render(report))
@@ -259,25 +309,30 @@ def replay(
     config: Annotated[Path, typer.Option(help="The shard's initial config")],
     shard_id: Annotated[str, typer.Option("--shard", help="Shard id in the audit log")],
     ticks: Annotated[int, typer.Option(min=1, help="Replay up to this tick")],
-    audit_log: Annotated[Path, typer.Option("--audit")] = AUDIT_LOG,
+    audit_log: Annotated[Path, typer.Option(
+        "--audit", help="The audit log `townlet audit` wrote (its rotated .1, .2, ... files "
+                        "are read too); for a shard that never got a command, an empty file")
+    ] = AUDIT_LOG,
     telemetry: Annotated[Path | None, typer.Option(
         help="Captured telemetry JSONL to check every tick's state_hash against")] = None,
 ) -> None:
     """Rebuild a shard from its config and audit log; verify hashes against telemetry."""
-    from ops.replay import audit_results, telemetry_hashes
+    from ops.replay import ReplayInputError, audit_results, telemetry_hashes
     from ops.replay import replay as run_replay
     from shared.config import load_config
 
     try:
         cfg = load_config(config)
-    except ConfigError as exc:
+        # Read both inputs before the (long) replay: a typo fails at once, not minutes later.
+        results = audit_results(audit_log, shard_id)
+        live = None if telemetry is None else telemetry_hashes(telemetry, shard_id)
+    except (ConfigError, ReplayInputError) as exc:
         raise _fail(str(exc)) from None
-    hashes = run_replay(cfg, shard_id, audit_results(audit_log, shard_id), ticks)
+    hashes = run_replay(cfg, shard_id, results, ticks)
     last = max(hashes) if hashes else 0
     typer.echo(f"replayed {len(hashes)} ticks of {shard_id}; tick {last} state_hash "
                f"{hashes.get(last, '-')}")
-    if telemetry is not None:
-        live = telemetry_hashes(telemetry, shard_id)
+    if live is not None:
         shared_ticks = sorted(set(live) & set(hashes))
         bad = [t for t in shared_ticks if live[t] != hashes[t]]
         typer.echo(f"checked {len(shared_ticks)} ticks against telemetry: "
@@ -288,9 +343,14 @@ def replay(
 
 @app.command("dry-run")
 def dry_run() -> None:
-    """Run the console dry run (scripts/console_dry_run.py) against a fresh in-process shard."""
+    """Run the console dry run (scripts/console_dry_run.py) against a fresh in-process shard.
+
+    Run it from the project root: the script reads configs/ and writes logs/ relative to it."""
     import runpy
 
+    if not DRY_RUN_CONFIG.is_file():  # the script would die with a ConfigError traceback
+        raise _fail(f"{DRY_RUN_CONFIG} not found in {Path.cwd()}: run `townlet dry-run` from "
+                    "the project root (the directory holding configs/)")
     script = Path(__file__).resolve().parents[1] / "scripts" / "console_dry_run.py"
     runpy.run_path(str(script), run_name="__main__")
 

@@ -7,6 +7,7 @@ for a shard that has not started yet waits for it instead of being dropped as un
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,13 +54,13 @@ class OperatorClient:
         return name
 
     def publish_command(self, shard_id: str, payload: dict[str, Any],
-                        reply_to: str | None = None) -> None:
+                        reply_to: str | None = None, correlation_id: str | None = None) -> None:
         validate_shard_id(shard_id)
         declare_common(self.broker, self.topo)
         self.broker.declare_queue(self.topo.shard_queue_spec(shard_id))
         cmd_id = str(payload["cmd_id"])
         self.broker.publish(self.topo.commands_exchange, shard_id, Message(
-            body=wire.encode(payload), message_id=cmd_id, correlation_id=cmd_id,
+            body=wire.encode(payload), message_id=cmd_id, correlation_id=correlation_id or cmd_id,
             reply_to=reply_to, persistent=True))
 
     def send(self, shard_id: str, payload: dict[str, Any], *, wait: bool = True,
@@ -76,6 +77,39 @@ class OperatorClient:
         finally:
             self.broker.cancel(queue)
             self.broker.delete_queue(queue)
+
+    def send_all(self, commands: list[tuple[str, dict[str, Any]]], *, idle_timeout: float = 30.0,
+                 cancel: threading.Event | None = None) -> dict[int, dict[str, Any]]:
+        """Publish every command, then collect results: {index in ``commands``: result}.
+
+        All are published before any wait, so a shard finds them queued at its first
+        boundaries (a short ``townlet up --ticks`` run would otherwise stop before the later
+        ones are even sent). Replies are matched by index, not cmd_id, as a file may repeat a
+        cmd_id on purpose (an idempotent retry). Collecting stops when every result is in,
+        when none has come for ``idle_timeout`` seconds, or when ``cancel`` is set; a missing
+        index got no result.
+        """
+        queue = self._private_queue("reply")
+        results: dict[int, dict[str, Any]] = {}
+        try:
+            self.broker.consume(queue, prefetch=200)
+            for index, (shard_id, payload) in enumerate(commands):
+                self.publish_command(shard_id, payload, reply_to=queue, correlation_id=str(index))
+            idle_until = time.monotonic() + idle_timeout
+            while len(results) < len(commands) and time.monotonic() < idle_until:
+                if cancel is not None and cancel.is_set():
+                    break
+                for delivery in self.broker.poll(timeout=0.2):
+                    self.broker.ack(delivery)
+                    tag = delivery.correlation_id or ""
+                    index = int(tag) if tag.isdigit() else -1
+                    if 0 <= index < len(commands) and index not in results:
+                        results[index] = wire.decode(delivery.body)
+                        idle_until = time.monotonic() + idle_timeout
+        finally:
+            self.broker.cancel(queue)
+            self.broker.delete_queue(queue)
+        return results
 
     def _await(self, cmd_id: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -18,18 +18,46 @@ from shared.config import SimulationConfig
 from shared.loop import SimulationLoop
 
 
+class ReplayInputError(ValueError):
+    """An audit log or telemetry file that can't be read; the message names file and line."""
+
+
 def audit_results(audit_path: Path, shard_id: str) -> list[dict[str, Any]]:
     """Every audit line of one shard, oldest file first, in the order they were written."""
     out: list[dict[str, Any]] = []
     rotated = [path for _index, path in sorted(rotated_files(audit_path), reverse=True)]
+    if not rotated and not audit_path.is_file():
+        # Not "no commands": a missing log is almost always a mistyped path, and replaying
+        # without the commands would report hashes that silently differ from the live run.
+        raise ReplayInputError(f"audit log not found: {audit_path} (for a shard that never "
+                               "received a command, pass an empty file)")
     for path in [*rotated, audit_path]:
-        if not path.exists():
+        if not path.exists():  # rotated away between the listing and now
             continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                record = json.loads(line)
-                if record.get("shard_id") == shard_id:
-                    out.append(record)
+        for number, record in _json_lines(path, "audit log"):
+            if not isinstance(record, dict):
+                raise ReplayInputError(f"{path} line {number}: not an audit record")
+            if record.get("shard_id") == shard_id:
+                out.append(record)
+    return out
+
+
+def _json_lines(path: Path, what: str) -> list[tuple[int, Any]]:
+    """(line number, value) of every non-blank line; ReplayInputError naming the bad one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReplayInputError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReplayInputError(f"cannot read {what} {path}: {exc}") from None
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise ReplayInputError(f"{path} line {number}: not valid JSON ({exc.msg})") \
+                    from None
     return out
 
 
@@ -55,11 +83,15 @@ def replay(config: SimulationConfig, shard_id: str, results: list[dict[str, Any]
 
 
 def telemetry_hashes(path: Path, shard_id: str) -> dict[int, str]:
+    """tick -> state_hash of one shard in a captured telemetry JSONL (health lines skipped)."""
     out: dict[int, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        message = json.loads(line)
+    for number, message in _json_lines(path, "telemetry file"):
+        if not isinstance(message, dict):
+            raise ReplayInputError(f"{path} line {number}: not a telemetry message")
         if message.get("state_hash") and message.get("shard_id", shard_id) == shard_id:
-            out[int(message["tick"])] = str(message["state_hash"])
+            tick = message.get("tick")
+            if not isinstance(tick, int) or isinstance(tick, bool):
+                raise ReplayInputError(f"{path} line {number}: state_hash without an integer "
+                                       "tick")
+            out[tick] = str(message["state_hash"])
     return out

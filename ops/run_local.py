@@ -31,8 +31,7 @@ def run_headless(config_path: Path, ticks: int, seed: int | None, stream: bool,
     with ExitStack() as stack:
         sink: IO[str] | None = None
         if telemetry_path is not None:
-            telemetry_path.parent.mkdir(parents=True, exist_ok=True)
-            sink = stack.enter_context(telemetry_path.open("w", encoding="utf-8"))
+            sink = stack.enter_context(_open_sink(telemetry_path))
         elif stream:
             sink = sys.stdout
         started = time.perf_counter()
@@ -49,6 +48,16 @@ def run_headless(config_path: Path, ticks: int, seed: int | None, stream: bool,
     rate = ticks / elapsed if elapsed > 0 else float("inf")
     typer.echo(f"Completed {ticks} ticks in {elapsed:.2f}s ({rate:.1f} ticks/sec)",
                err=sink is sys.stdout)
+
+
+def _open_sink(path: Path) -> IO[str]:
+    """The telemetry file, opened before the first tick so a bad path fails at once."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"error: cannot write telemetry to {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _tick_all(loop: SimulationLoop, ticks: int, sink: IO[str] | None) -> None:
