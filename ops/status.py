@@ -70,7 +70,7 @@ def render(report: dict[str, Any]) -> str:
         health = s["health"] or {}
         note = ("no telemetry" if s["tick"] is None else
                 f"paused={health.get('paused')} reconnects={health.get('broker_reconnects')} "
-                f"unsent={health.get('unsent_boundaries', 0)} "
+                f"unsent={health.get('unsent_outputs', 0)} "
                 f"last_error={health.get('last_error')}")
         lines.append(f"{shard_id:<16} {_n(s['inbox_depth']):>6} {_n(s['tick']):>8} "
                      f"{_n(s['seconds_since_telemetry']):>6}  {note}")

@@ -62,7 +62,7 @@ class TelemetryHub:
         self._last_full_tick = -1
         self.health: dict[str, Any] = {"tick_rate_hz": 0.0, "queue_depth": 0, "last_error": None,
                                        "broker_reconnects": 0, "paused": False,
-                                       "unsent_boundaries": 0}
+                                       "unsent_outputs": 0}
 
     # -- console inbox and results --------------------------------------------------------
     def queue_console_command(self, payload: Any) -> None:

@@ -73,10 +73,15 @@ class ConsoleRouter:
         self._log = get_logger("console.router", shard_id=telemetry.shard_id)
 
     # -- entry points -------------------------------------------------------------------------
-    def apply(self, payload: Any, *, tick: int, received_at: float) -> dict[str, Any]:
-        """Check and apply one untrusted payload at tick boundary ``tick``; never raises."""
+    def apply(self, payload: Any, *, tick: int, received_at: float,
+              remember_refusal: bool = True) -> dict[str, Any]:
+        """Check and apply one untrusted payload at tick boundary ``tick``; never raises.
+
+        ``remember_refusal=False`` is for a look that may be thrown away (the worker's early
+        answer): a refusal it finds is neither remembered nor taken from the memo."""
         try:
-            return self.telemetry.refusals.settle(self._apply(payload, tick, received_at))
+            result = self._apply(payload, tick, received_at)
+            return self.telemetry.refusals.settle(result) if remember_refusal else result
         except Exception as exc:  # a bug in the checks must not stop the shard either
             return self._crashed(exc, None, recover_name(payload), tick, received_at,
                                  prefix="auto", cmd_id=recover_cmd_id(payload))

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shared import wire
 from shared.broker import MemoryHub, open_broker
 from shared.broker.base import Broker, ConnectionLost, Delivery, Message
-from tests.shardtools import TOPO, Recorder, WorkerThread, send
+from tests.shardtools import TOPO, Recorder, WorkerThread, publish_raw, send
 from tests.simtools import example_config
 
 
@@ -111,3 +112,51 @@ def test_a_worker_killed_during_an_outage_resends_its_backlog_after_restart(
     for body in telemetry.bodies():
         if body["kind"] != "health":  # a tick sent twice is sent identically
             assert per_tick.setdefault(body["tick"], body) == body
+
+
+class PoisonReplies(Outage):
+    """Publishing to a forged direct reply-to name makes RabbitMQ close the connection."""
+
+    def publish(self, exchange: str, routing_key: str, message: Message) -> None:
+        if exchange == "" and routing_key.startswith("amq.rabbitmq.reply-to"):
+            raise ConnectionLost("541 INTERNAL_ERROR (test: forged reply-to)")
+        super().publish(exchange, routing_key, message)
+
+
+def test_a_reply_that_always_fails_is_dropped_and_nothing_else_stops(tmp_path: Path) -> None:
+    hub = MemoryHub()
+    client = open_broker("memory://", hub=hub)
+    results = Recorder(open_broker("memory://", hub=hub), TOPO.results_exchange)
+    broker = PoisonReplies(open_broker("memory://", hub=hub))
+    worker = WorkerThread(hub, example_config(), "s1", tmp_path / "s1",
+                          broker=broker, tick_rate_hz=100)  # type: ignore[arg-type]
+    try:
+        publish_raw(client, "s1", wire.encode({"v": 1, "name": "help", "cmd_id": "poison"}),
+                    reply_to="amq.rabbitmq.reply-to.forged")
+        after = send(client, "s1", "agent_status", "agent_1", cmd_id="after", wait=True)
+        results.pump(lambda b: {"poison", "after"} <= {r["cmd_id"] for r in b})
+        wait_for(lambda: not worker.worker.outbox)
+    finally:
+        worker.join()
+    assert after["status"] == "ok"
+    assert [r["cmd_id"] for r in results.bodies()] == ["poison", "after"]  # each exactly once
+
+
+def test_a_deleted_exchange_is_declared_again_and_nothing_is_sent_twice(
+        tmp_path: Path) -> None:
+    hub = MemoryHub()
+    client = open_broker("memory://", hub=hub)
+    results = Recorder(open_broker("memory://", hub=hub), TOPO.results_exchange)
+    worker = WorkerThread(hub, example_config(), "s1", tmp_path / "s1", tick_rate_hz=100)
+    try:
+        send(client, "s1", "help", cmd_id="before", wait=True)
+        client.delete_exchange(TOPO.telemetry_exchange)  # an operator's mistake, mid-run
+        answer = send(client, "s1", "agent_status", "agent_1", cmd_id="after", wait=True)
+        tick = worker.worker.loop.tick
+        wait_for(lambda: worker.worker.loop.tick > tick + 5 and not worker.worker.outbox)
+        client.publish(TOPO.telemetry_exchange, "", Message(body=b"x"))  # exists again
+        results.pump(lambda b: {"before", "after"} <= {r["cmd_id"] for r in b})
+    finally:
+        worker.join()
+    assert answer["status"] == "ok"
+    assert [r["cmd_id"] for r in results.bodies()] == ["before", "after"]  # no repeats

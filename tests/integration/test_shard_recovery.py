@@ -176,6 +176,33 @@ def test_auto_ids_never_name_two_answers_across_a_crash_while_paused(tmp_path: P
         a["cmd_id"] for a in answers)
 
 
+def test_a_refused_retry_of_a_stored_id_is_journaled_before_it_is_answered(
+        tmp_path: Path) -> None:
+    """A retry of an applied cmd_id with another command is refused (conflict). That refusal
+    must be durable before it is published: killed before the ack, the worker's successor
+    gets the retry again and must answer it with the very same body."""
+    hub = MemoryHub()
+    client = open_broker("memory://", hub=hub)
+    results = Recorder(open_broker("memory://", hub=hub), TOPO.results_exchange)
+    worker = WorkerThread(hub, config(), "s1", tmp_path / "s1", tick_rate_hz=50)
+    send(client, "s1", "setneed", "agent_1", "hunger", 0.3, mode="admin", token=TOKEN,
+         cmd_id="x1", wait=True)
+    nth_call_raises(worker.worker.broker, "ack", 1)  # dies acking the next delivery
+    send(client, "s1", "setneed", "agent_1", "hunger", 0.9, mode="admin", token=TOKEN,
+         cmd_id="x1")
+    worker.thread.join(30)
+    assert isinstance(worker.error, Killed), worker.error
+    worker.broker.close()
+    survivor = WorkerThread(hub, config(), "s1", tmp_path / "s1", tick_rate_hz=50)
+    try:
+        results.pump(lambda b: sum(r["status"] == "error" for r in b) >= 2)
+    finally:
+        survivor.join()
+    conflicts = [r for r in results.bodies() if r["status"] == "error"]
+    assert conflicts[0]["error"]["code"] == "conflict"
+    assert all(c == conflicts[0] for c in conflicts), conflicts  # same tick, same body
+
+
 def test_torn_journal_tail_is_repaired(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.bin")
     journal.append({"k": "b", "seq": 1})

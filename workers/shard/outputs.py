@@ -19,17 +19,20 @@ class Outputs:
         self.topo = topo
         self.shard_id = shard_id
 
-    def result(self, result: dict[str, Any], reply_to: str | None = None,
-               correlation_id: str | None = None) -> None:
-        body = wire.encode(result)
+    def result(self, result: dict[str, Any], correlation_id: str | None = None) -> None:
+        self.broker.publish(self.topo.results_exchange, "", self._message(result, correlation_id))
+
+    def reply(self, result: dict[str, Any], reply_to: str,
+              correlation_id: str | None = None) -> None:
+        """PROTOCOL: reply_to + correlation_id are honoured as well (the same message)."""
+        self.broker.publish("", reply_to, self._message(result, correlation_id))
+
+    def _message(self, result: dict[str, Any], correlation_id: str | None) -> Message:
         headers: dict[str, object] = {"shard_id": self.shard_id,
                                       "cmd_id": str(result.get("cmd_id")),
-                   "status": str(result.get("status"))}
-        message = Message(body=body, headers=headers, persistent=True,
-                          message_id=str(result.get("cmd_id")), correlation_id=correlation_id)
-        self.broker.publish(self.topo.results_exchange, "", message)
-        if reply_to:  # PROTOCOL: reply_to + correlation_id are honoured as well
-            self.broker.publish("", reply_to, message)
+                                      "status": str(result.get("status"))}
+        return Message(body=wire.encode(result), headers=headers, persistent=True,
+                       message_id=str(result.get("cmd_id")), correlation_id=correlation_id)
 
     def telemetry(self, body: dict[str, Any]) -> None:
         message = Message(body=wire.encode({"v": wire.PROTOCOL_VERSION, **body}),

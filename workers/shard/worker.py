@@ -22,13 +22,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from shared import wire
-from shared.broker.base import Broker, BrokerError, Delivery
+from shared.broker.base import Broker, BrokerError, ConnectionLost, Delivery, NotFound
 from shared.config import SimulationConfig
 from shared.loop import SimulationLoop
 from shared.snapshot import encode_snapshot, write_atomic
@@ -38,6 +39,10 @@ from workers.shard.outputs import Outputs
 from workers.shard.statedir import StateDir
 
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
+# A reply that fails this often is dropped: replies are a courtesy (the result itself is on the
+# results exchange), and a bad reply_to (e.g. a forged direct reply-to name) can make RabbitMQ
+# close the connection every time it is tried.
+REPLY_ATTEMPTS = 2
 PAUSED_POLL_S = 0.05
 TROUBLE_LOG_EVERY_S = 5.0
 
@@ -60,6 +65,8 @@ class Outgoing:
     telemetry: dict[str, Any] | None = None
     dead: list[tuple[Delivery, str]] = field(default_factory=list)
     acks: list[Delivery] = field(default_factory=list)
+    sent: int = 0  # publishes done so far: a retry resumes here instead of repeating them
+    reply_failures: int = 0  # of the reply at ``sent``
 
 
 @dataclass
@@ -185,24 +192,44 @@ class ShardWorker:
             body = exc
         cmd_id = body.get("cmd_id") if isinstance(body, dict) else None
         stored = isinstance(cmd_id, str) and cmd_id in self.loop.telemetry.cmd_store
-        if not stored or self._undurable:  # an answer must never outrun its journal record
+        # An answer must never outrun its journal record, and a full outbox takes no more.
+        if not stored or self._undurable or len(self.outbox) >= self.opts.outbox_limit:
             self.inbox.append((delivery, received, body))
             return
-        result = self.loop.router.apply(body, tick=self.loop.world.tick + 1, received_at=received)
+        result = self.loop.router.apply(body, tick=self.loop.world.tick + 1, received_at=received,
+                                        remember_refusal=False)
+        if not result.get("applied"):  # not the stored answer (a conflict, a bad token...): a
+            self.inbox.append((delivery, received, body))  # refusal is journaled at a boundary
+            return
         self.outbox.append(Outgoing(None, [result], [[delivery.reply_to, delivery.correlation_id]],
                                     acks=[delivery]))
         self.flush()
 
     def _connection_trouble(self, exc: Exception) -> None:
-        """Deliveries from a dead connection can't be acked; the broker redelivers them."""
-        self.inbox.clear()
+        """Note a broker error, and repair what it says is broken.
+
+        Deliveries from a dead connection can't be acked (the broker redelivers them), so the
+        inbox is dropped on ``ConnectionLost`` only: after a channel-level error the consumer
+        is intact and its deliveries must still be answered. ``NotFound`` means something was
+        deleted under us (an exchange or queue): declare the topology again.
+        """
+        if isinstance(exc, ConnectionLost):
+            self.inbox.clear()
+        elif isinstance(exc, NotFound):
+            self._redeclare()
         self.loop.telemetry.health["last_error"] = f"{type(exc).__name__}: {exc}"
         self.loop.telemetry.health["broker_reconnects"] = getattr(
             getattr(self.broker, "stats", None), "reconnects", 0)
         now = self.clock()
         if now - self._trouble_logged_at >= TROUBLE_LOG_EVERY_S:  # not one line per tick
             self._trouble_logged_at = now
-            self.log.warning("broker_trouble", error=str(exc), unsent_boundaries=len(self.outbox))
+            self.log.warning("broker_trouble", error=str(exc), unsent_outputs=len(self.outbox))
+
+    def _redeclare(self) -> None:
+        try:
+            declare_shard(self.broker, self.topo, self.opts.shard_id)
+        except BrokerError as exc:
+            self.log.warning("redeclare_failed", error=str(exc))
 
     # -- one boundary -------------------------------------------------------------------
     def boundary(self) -> None:
@@ -274,28 +301,46 @@ class ShardWorker:
     def flush(self) -> bool:
         """Publish what waits in the outbox, oldest first; True when it is empty.
 
-        A boundary interrupted half way is published again whole: a result or tick may reach
-        the broker twice, byte-identical, which consumers dedupe by (shard_id, cmd_id/tick).
+        Each item remembers how far it got, so a failure never repeats a publish that the
+        broker confirmed (the adapter may still store one twice when a connection dies
+        mid-publish; consumers dedupe by (shard_id, cmd_id) and (shard_id, tick)).
         """
         while self.outbox:
             item = self.outbox[0]
-            try:
-                for result, (reply_to, corr) in zip(item.results, item.replies, strict=True):
-                    self.outputs.result(result, reply_to, corr)
-                if item.telemetry is not None:
-                    self.outputs.telemetry(item.telemetry)
-                for delivery, reason in item.dead:
-                    self.outputs.dead_letter(delivery, reason)
-            except BrokerError as exc:
-                self._connection_trouble(exc)
-                self.loop.telemetry.health["unsent_boundaries"] = len(self.outbox)
-                return False
+            steps = self._publishes(item)
+            while item.sent < len(steps):
+                is_reply, publish = steps[item.sent]
+                try:
+                    publish()
+                except BrokerError as exc:
+                    self._connection_trouble(exc)
+                    if is_reply:
+                        item.reply_failures += 1
+                    if not is_reply or item.reply_failures < REPLY_ATTEMPTS:
+                        self.loop.telemetry.health["unsent_outputs"] = len(self.outbox)
+                        return False
+                    self.log.warning("reply_dropped", error=str(exc), seq=item.seq)
+                item.sent += 1
+                item.reply_failures = 0
             self.outbox.popleft()
             self._ack(item.acks)
             if item.seq is not None:
                 self._mark_sent(item.seq)
-        self.loop.telemetry.health["unsent_boundaries"] = 0
+        self.loop.telemetry.health["unsent_outputs"] = 0
         return True
+
+    def _publishes(self, item: Outgoing) -> list[tuple[bool, Callable[[], None]]]:
+        """An item's publishes in order, each flagged whether it is a (best-effort) reply."""
+        steps: list[tuple[bool, Callable[[], None]]] = []
+        for result, (reply_to, corr) in zip(item.results, item.replies, strict=True):
+            steps.append((False, partial(self.outputs.result, result, corr)))
+            if reply_to:
+                steps.append((True, partial(self.outputs.reply, result, reply_to, corr)))
+        if item.telemetry is not None:
+            steps.append((False, partial(self.outputs.telemetry, item.telemetry)))
+        steps.extend((False, partial(self.outputs.dead_letter, delivery, reason))
+                     for delivery, reason in item.dead)
+        return steps
 
     def _hold_for_broker(self) -> None:
         """The outbox is full: stop ticking until the broker takes the backlog."""
