@@ -315,10 +315,12 @@ def replay(
     ] = AUDIT_LOG,
     telemetry: Annotated[Path | None, typer.Option(
         help="Captured telemetry JSONL to check every tick's state_hash against")] = None,
+    write_state: Annotated[Path | None, typer.Option(
+        help="Also write the rebuilt shard as a state dir a worker resumes from (must not "
+             "hold a checkpoint or journal yet); refused if telemetry disagrees")] = None,
 ) -> None:
     """Rebuild a shard from its config and audit log; verify hashes against telemetry."""
-    from ops.replay import ReplayInputError, audit_results, telemetry_hashes
-    from ops.replay import replay as run_replay
+    from ops.replay import ReplayInputError, audit_results, rebuild, telemetry_hashes
     from shared.config import load_config
 
     try:
@@ -328,7 +330,7 @@ def replay(
         live = None if telemetry is None else telemetry_hashes(telemetry, shard_id)
     except (ConfigError, ReplayInputError) as exc:
         raise _fail(str(exc)) from None
-    hashes = run_replay(cfg, shard_id, results, ticks)
+    loop, hashes = rebuild(cfg, shard_id, results, ticks)
     last = max(hashes) if hashes else 0
     typer.echo(f"replayed {len(hashes)} ticks of {shard_id}; tick {last} state_hash "
                f"{hashes.get(last, '-')}")
@@ -338,7 +340,16 @@ def replay(
         typer.echo(f"checked {len(shared_ticks)} ticks against telemetry: "
                    f"{'all match' if not bad else f'{len(bad)} differ, first at tick {bad[0]}'}")
         if bad or not shared_ticks:
-            raise typer.Exit(1)
+            raise typer.Exit(1)  # never write a state that disagrees with the live shard
+    if write_state is not None:
+        from workers.shard.recovery import seed_state_dir
+
+        try:
+            path = seed_state_dir(write_state, loop, cfg)
+        except OSError as exc:
+            raise _fail(str(exc)) from None
+        typer.echo(f"wrote {path}: a worker started with --state-dir {write_state} resumes "
+                   f"{shard_id} at tick {loop.tick}")
 
 
 @app.command("dry-run")

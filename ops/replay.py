@@ -64,6 +64,13 @@ def _json_lines(path: Path, what: str) -> list[tuple[int, Any]]:
 def replay(config: SimulationConfig, shard_id: str, results: list[dict[str, Any]],
            until_tick: int) -> dict[int, str]:
     """State hash of every tick 1..until_tick, rebuilt from the applied results alone."""
+    return rebuild(config, shard_id, results, until_tick)[1]
+
+
+def rebuild(config: SimulationConfig, shard_id: str, results: list[dict[str, Any]],
+            until_tick: int) -> tuple[SimulationLoop, dict[int, str]]:
+    """The shard as it was at ``until_tick`` (its loop: world, replay store, pause state) and
+    the state hash of every tick on the way."""
     by_tick: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for result in results:
         by_tick[int(result["tick"])].append(result)
@@ -79,7 +86,7 @@ def replay(config: SimulationConfig, shard_id: str, results: list[dict[str, Any]
                 break  # the shard was still paused at the end of the log
             _, digest = loop.advance(boundary)
             hashes[boundary] = digest
-    return hashes
+    return loop, hashes
 
 
 def telemetry_hashes(path: Path, shard_id: str) -> dict[int, str]:

@@ -9,12 +9,42 @@ state (identical to the first send because it depends on nothing else).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.snapshot import SnapshotError
+from shared.config import SimulationConfig
+from shared.snapshot import SnapshotError, encode_snapshot, write_atomic
+from workers.shard.statedir import StateDir
 
 if TYPE_CHECKING:
+    from shared.loop import SimulationLoop
     from workers.shard.worker import ShardWorker
+
+
+def checkpoint_data(loop: SimulationLoop, config: SimulationConfig, journal_seq: int) -> bytes:
+    """A worker checkpoint: the complete state, plus the journal records it covers."""
+    return encode_snapshot(loop.world, config, {**loop.shell_state(), "journal_seq": journal_seq})
+
+
+def seed_state_dir(root: Path, loop: SimulationLoop, config: SimulationConfig) -> Path:
+    """Make ``root`` a state dir a worker resumes from at ``loop``'s tick (empty journal).
+
+    For rebuilding a shard whose state dir was lost or damaged (`townlet replay --write-state`).
+    Refuses a state dir that a worker owns or that already holds a checkpoint or a journal:
+    overwriting either could silently roll a live shard back.
+    """
+    state = StateDir(root)
+    if not state.try_lock():
+        raise FileExistsError(f"{root} is owned by a running worker (its lock is held)")
+    try:
+        journal = state.journal_path
+        if state.snapshot_path.exists() or (journal.exists() and journal.stat().st_size):
+            raise FileExistsError(f"{root} already holds a checkpoint or a journal: move it "
+                                  "aside first")
+        write_atomic(state.snapshot_path, checkpoint_data(loop, config, journal_seq=0))
+    finally:
+        state.unlock()
+    return state.snapshot_path
 
 
 def recover(worker: ShardWorker) -> int:

@@ -32,10 +32,11 @@ from shared import wire
 from shared.broker.base import Broker, BrokerError, ConnectionLost, Delivery, NotFound
 from shared.config import SimulationConfig
 from shared.loop import SimulationLoop
-from shared.snapshot import encode_snapshot, write_atomic
+from shared.snapshot import write_atomic
 from shared.topology import Topology, declare_shard
 from workers.shard.journal import Journal
 from workers.shard.outputs import Outputs
+from workers.shard.recovery import checkpoint_data, recover
 from workers.shard.statedir import StateDir
 
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
@@ -406,9 +407,8 @@ class ShardWorker:
 
     def checkpoint(self) -> None:
         """Snapshot the complete state, then drop the journal records it covers."""
-        extra = {**self.loop.shell_state(), "journal_seq": self.seq}
         try:
-            self.write_checkpoint(encode_snapshot(self.loop.world, self.config, extra))
+            self.write_checkpoint(checkpoint_data(self.loop, self.config, self.seq))
         except OSError as exc:  # the journal still holds everything: keep it, try next time
             self.log.error("checkpoint_failed", error=str(exc), tick=self.loop.tick)
             return
@@ -425,7 +425,5 @@ class ShardWorker:
             self.journal.reset()
 
     def recover(self) -> None:
-        from workers.shard.recovery import recover
-
         self.journal = Journal(self.state.journal_path)
         self.seq = recover(self)
