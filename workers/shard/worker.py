@@ -179,11 +179,12 @@ class ShardWorker:
         return received
 
     def _receive(self, delivery: Delivery, received: float) -> None:
-        """Decode now; answer a command whose cmd_id is already stored at once.
+        """Decode now; answer a repeat of a stored cmd_id at once.
 
         Between boundaries everything in the replay store is durable, so a redelivery or an
-        operator retry can be answered (checks first, then the stored result) and acked without
-        waiting for a tick: it applies nothing. Everything else waits for the next boundary.
+        operator retry whose answer is the stored result can be answered and acked without
+        waiting for a tick: it applies nothing. Everything else, refusals included (they must
+        be journaled first), waits for the next boundary.
         """
         try:
             # Keys are the router's to check, so a bad key is answered under the cmd_id.
