@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NEEDS = ("hunger", "hygiene", "energy")
 
@@ -234,7 +235,30 @@ class SimulationConfig(_Model):
         for agent in self.agents:
             if agent.job is not None and agent.job not in self.jobs:
                 raise ValueError(f"agent {agent.id}: unknown job {agent.job!r}")
+        self._check_job_windows()
         return self
+
+    def _check_job_windows(self) -> None:
+        """Every shift window must lie inside one day: 0 <= start_tick < end_tick < ticks_per_day.
+
+        Shifts are evaluated on ``tick % ticks_per_day``, so a tick at or past the day length
+        never occurs: such a shift would never start or never close. Reported per key path
+        (``jobs.<id>.start_tick`` / ``jobs.<id>.end_tick``), like a field error.
+        """
+        day = self.world.ticks_per_day
+        errors: list[InitErrorDetails] = []
+        for job_id, job in self.jobs.items():
+            for key, value in (("start_tick", job.start_tick), ("end_tick", job.end_tick)):
+                if value >= day:
+                    errors.append(InitErrorDetails(
+                        type=PydanticCustomError(
+                            "job_window",
+                            "{value} is not inside the day: a shift window needs "
+                            "0 <= start_tick < end_tick < world.ticks_per_day ({day})",
+                            {"value": value, "day": day}),
+                        loc=("jobs", job_id, key), input=value))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
 
 
 class FleetShard(_Model):

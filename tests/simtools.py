@@ -35,7 +35,9 @@ def tiny_config(agents: list[dict[str, Any]] | None = None, **sections: Any) -> 
     raw["world"] = {"seed": 7, "ticks_per_day": 1440, "grid_size": 12}
     raw["behavior"]["chat_probability"] = 0.0
     for name, value in sections.items():
-        if isinstance(value, dict) and isinstance(raw.get(name), dict):
+        # Sections are merged into the defaults, except `jobs`, a table of jobs: `jobs={}`
+        # means "no jobs", not "the default job".
+        if name != "jobs" and isinstance(value, dict) and isinstance(raw.get(name), dict):
             merged = copy.deepcopy(raw[name])
             merged.update(value)
             raw[name] = merged

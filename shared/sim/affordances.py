@@ -4,7 +4,8 @@ An agent standing on its target object's tile joins that object's queue. A free 
 granted to the queued agent with the highest age priority (FIFO among equals). Starting checks
 power, water, stock and funds and charges the cost exactly once; effects apply on completion.
 The stall breaker rotates an occupant only when it has made no progress for
-``ghost_step_after`` ticks, so long affordances always finish under contention.
+``ghost_step_after`` ticks, so long affordances always finish under contention; a stuck
+occupant is rotated whether or not anyone waits, so a lone one is not frozen on its object.
 """
 
 from __future__ import annotations
@@ -156,10 +157,12 @@ def progress(world: World, tick: int, events: list[dict[str, Any]]) -> None:
     for s in done.tolist():
         _complete(world, s, tick, events)
     ghost_after = world.config.queue_fairness.ghost_step_after
+    # Only an occupant whose affordance is blocked can be stuck: one making progress is never
+    # rotated. A stuck one is rotated even when nobody waits: alone at the back of the queue it
+    # is granted again at once, fails to start (power_off, ...), backs off and re-plans.
     stuck = busy[blocked & (tick - ob.last_progress[obj] >= ghost_after)]
     for s in stuck.tolist():
-        if ob.queues[int(ag.busy_obj[s])]:  # only rotate when someone is waiting
-            _rotate(world, s, tick, events)
+        _rotate(world, s, tick, events)
 
 
 def grant_free_objects(world: World, tick: int, events: list[dict[str, Any]]) -> None:

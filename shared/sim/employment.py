@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .jobs import absent_shifts_7d
 
 if TYPE_CHECKING:
@@ -28,6 +30,10 @@ class EmploymentQueue:
         self.queue: list[str] = []
         self.enqueued_at: dict[str, int] = {}
         self.manual: list[str] = []
+        # Deferred agents -> the lowest absent_shifts_7d seen since the operator's defer. A
+        # chronic absentee is only re-enqueued once it is absent again (its count rises above
+        # this); the record is cleared when the count falls below max_absent_shifts.
+        self.deferred: dict[str, int] = {}
         self.exits_today = 0
         self.window_start = 0
         self.daily_exit_cap = cfg.daily_exit_cap
@@ -40,6 +46,7 @@ class EmploymentQueue:
         slot = world.require_agent(agent_id)
         if agent_id in self.enqueued_at:
             return False
+        self.deferred.pop(agent_id, None)
         self.queue.append(agent_id)
         self.enqueued_at[agent_id] = int(tick)
         world.agents.exit_pending[slot] = True
@@ -64,6 +71,9 @@ class EmploymentQueue:
         if agent_id not in self.enqueued_at:
             raise EmploymentError(f"agent {agent_id} has no pending exit")
         self._drop(world, agent_id)
+        slot = world.agents.slot_of.get(agent_id)
+        if slot is not None:
+            self.deferred[agent_id] = int(absent_shifts_7d(world, np.array([slot]))[0])
         self._emit(world, {"type": "employment_exit_deferred", "tick": world.tick,
                            "agent_id": agent_id})
 
@@ -100,13 +110,37 @@ class EmploymentQueue:
 
     def _enqueue_chronic_absentees(self, world: World, tick: int) -> None:
         ag = world.agents
+        limit = self.cfg.max_absent_shifts
+        self._refresh_deferrals(world)
         live = ag.live_slots()
         employed = live[(ag.job[live] >= 0) & ~ag.exit_pending[live]]
-        chronic = employed[absent_shifts_7d(world, employed) >= self.cfg.max_absent_shifts]
+        chronic = employed[absent_shifts_7d(world, employed) >= limit]
         for slot in chronic.tolist():
             agent_id = ag.ids[slot]
-            if agent_id is not None:
+            if agent_id is not None and agent_id not in self.deferred:
                 self.enqueue_exit(world, agent_id, tick)
+
+    def _refresh_deferrals(self, world: World) -> None:
+        """Keep a defer in force until the agent is absent again (cost: one row per deferral).
+
+        A record is dropped when the agent is gone, when its count falls below the threshold
+        (the defer has served its purpose), or when the count rises above the lowest value
+        seen since the defer (a new absence: the agent is chronic again and may be enqueued).
+        """
+        if not self.deferred:
+            return
+        ag = world.agents
+        limit = self.cfg.max_absent_shifts
+        for agent_id in list(self.deferred):
+            slot = ag.slot_of.get(agent_id)
+            if slot is None:
+                del self.deferred[agent_id]
+                continue
+            count = int(absent_shifts_7d(world, np.array([slot]))[0])
+            if count < limit or count > self.deferred[agent_id]:
+                del self.deferred[agent_id]
+            else:  # an old absence rolled out of the 7 days: the next new one still counts
+                self.deferred[agent_id] = count
 
     def _exit(self, world: World, agent_id: str, tick: int, reason: str,
               events: list[dict[str, Any]]) -> None:
@@ -133,13 +167,14 @@ class EmploymentQueue:
     def forget(self, world: World, agent_id: str) -> None:
         """An agent left the town by other means (faint, kill): it cannot exit any more."""
         self._drop(world, agent_id)
+        self.deferred.pop(agent_id, None)
 
     def _emit(self, world: World, event: dict[str, Any]) -> None:
         self.pending_events.append(event)
 
     # -- persistence ----------------------------------------------------------------------
     def export(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "queue": list(self.queue),
             "enqueued_at": [[a, self.enqueued_at[a]] for a in self.queue],
             "manual": list(self.manual),
@@ -149,11 +184,16 @@ class EmploymentQueue:
             "history": list(self.history),
             "pending_events": list(self.pending_events),
         }
+        if self.deferred:  # only when present, so hashes of worlds without deferrals are as before
+            data["deferred"] = [[a, self.deferred[a]] for a in sorted(self.deferred)]
+        return data
 
     def restore(self, data: dict[str, Any]) -> None:
         self.queue = list(data["queue"])
         self.enqueued_at = {a: int(t) for a, t in data["enqueued_at"]}
         self.manual = list(data["manual"])
+        # Snapshots written before deferrals were recorded have no such key: nothing deferred.
+        self.deferred = {a: int(n) for a, n in data.get("deferred", [])}
         self.exits_today = int(data["exits_today"])
         self.window_start = int(data["window_start"])
         self.daily_exit_cap = int(data["daily_exit_cap"])

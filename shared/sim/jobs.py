@@ -90,6 +90,9 @@ def shift_system(world: World, tick: int, events: list[dict[str, Any]]) -> None:
     if employed.size == 0:
         return
     emp = world.config.employment
+    features = world.config.features
+    # Coworker effects are relationship changes: off whenever the social system is off.
+    coworker_ties = features.relationships and features.coworker_effects
     job = ag.job[employed]
     start, end = world.job_start[job], world.job_end[job]
     on_tile = (ag.x[employed] == world.job_x[job]) & (ag.y[employed] == world.job_y[job])
@@ -111,7 +114,7 @@ def shift_system(world: World, tick: int, events: list[dict[str, Any]]) -> None:
     ag.shift_state[late_slots] = LATE
     charge(world, late_slots, world.job_late_penalty[ag.job[late_slots]])
     _events(world, late_slots, "shift_late_start", tick, events)
-    if world.config.features.coworker_effects:
+    if coworker_ties:
         for s in late_slots.tolist():
             _coworker_effect(world, s, "late", on_tile, employed)
 
@@ -141,7 +144,7 @@ def shift_system(world: World, tick: int, events: list[dict[str, Any]]) -> None:
         charge(world, absent_slots, emp.absence_penalty)
         ag.absences[absent_slots, (tick // world.ticks_per_day) % 7] += 1
         _events(world, absent_slots, "shift_absent", tick, events)
-        if world.config.features.coworker_effects:
+        if coworker_ties:
             for s in absent_slots.tolist():
                 _coworker_effect(world, s, "absent", on_tile, employed)
 

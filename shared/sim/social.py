@@ -24,28 +24,82 @@ SOCIAL_EVENT_HISTORY = 200
 
 
 def _tie_strength(trust: np.ndarray, fam: np.ndarray, riv: np.ndarray) -> np.ndarray:
+    """How strong a tie is, for the six-tie bound: |trust| + |familiarity| + rivalry."""
     return np.abs(trust) + np.abs(fam) + riv
 
 
-def _tie_index(world: World, a: int, b: int, create: bool) -> int:
-    """Column index of a's tie to b; allocates (evicting the weakest tie) when ``create``."""
+def _tie_index(world: World, a: int, b: int) -> int:
+    """Column index of a's tie to b, or -1."""
+    hits = np.flatnonzero(world.agents.tie_partner[a] == b)
+    return int(hits[0]) if hits.size else -1
+
+
+def _room_for(world: World, a: int, strength: float) -> int | None:
+    """The column a new tie of ``strength`` would take in a's row, or None if it cannot.
+
+    A free column if there is one; otherwise the weakest tie (lowest column on equal strength,
+    so the choice is deterministic), but only when the new tie is strictly stronger: at the cap
+    the strongest six are kept and a weaker newcomer is refused.
+    """
     ag = world.agents
-    row = ag.tie_partner[a]
-    hits = np.flatnonzero(row == b)
-    if hits.size:
-        return int(hits[0])
-    if not create:
-        return -1
-    empty = np.flatnonzero(row < 0)
+    empty = np.flatnonzero(ag.tie_partner[a] < 0)
     if empty.size:
-        idx = int(empty[0])
-    else:  # full: the weakest tie makes room, keeping the strongest six
-        idx = int(np.argmin(_tie_strength(ag.tie_trust[a], ag.tie_fam[a], ag.tie_riv[a])))
-    row[idx] = b
+        return int(empty[0])
+    strengths = _tie_strength(ag.tie_trust[a], ag.tie_fam[a], ag.tie_riv[a])
+    idx = int(np.argmin(strengths))
+    return idx if strength > float(strengths[idx]) else None
+
+
+def _clear(world: World, a: int, idx: int) -> None:
+    ag = world.agents
+    ag.tie_partner[a, idx] = -1
     ag.tie_trust[a, idx] = 0.0
     ag.tie_fam[a, idx] = 0.0
     ag.tie_riv[a, idx] = 0.0
-    return idx
+
+
+def _drop_pair(world: World, a: int, b: int) -> None:
+    """Remove the a<->b tie on both sides (whichever sides hold it)."""
+    for src, dst in ((a, b), (b, a)):
+        i = _tie_index(world, src, dst)
+        if i >= 0:
+            _clear(world, src, i)
+
+
+def _pair_columns(world: World, a: int, b: int,
+                  values: tuple[float, float, float]) -> tuple[int, int] | None:
+    """Columns of the a->b and b->a ties, allocating both when the pair can hold the tie.
+
+    ``values`` is the (trust, familiarity, rivalry) the new tie would have, which decides
+    whether it may displace the weakest tie of a full row. A tie exists on both sides or on
+    neither: if either side has no room, no tie is created (and a one-sided leftover is
+    dropped); when a side evicts its weakest tie, the evicted partner loses its side too.
+    """
+    ia, ib = _tie_index(world, a, b), _tie_index(world, b, a)
+    if ia >= 0 and ib >= 0:
+        return ia, ib
+    strength = abs(values[0]) + abs(values[1]) + values[2]
+    ra = ia if ia >= 0 else _room_for(world, a, strength)
+    rb = ib if ib >= 0 else _room_for(world, b, strength)
+    if ra is None or rb is None:
+        _drop_pair(world, a, b)
+        return None
+    ag = world.agents
+    for src, dst, idx, had in ((a, b, ra, ia >= 0), (b, a, rb, ib >= 0)):
+        if had:
+            continue
+        evicted = int(ag.tie_partner[src, idx])
+        if evicted >= 0:
+            _drop_pair(world, src, evicted)
+        ag.tie_partner[src, idx] = dst
+        ag.tie_trust[src, idx] = 0.0
+        ag.tie_fam[src, idx] = 0.0
+        ag.tie_riv[src, idx] = 0.0
+    return ra, rb
+
+
+def _clamped(trust: float, fam: float, riv: float) -> tuple[float, float, float]:
+    return min(1.0, max(-1.0, trust)), min(1.0, max(-1.0, fam)), min(1.0, max(0.0, riv))
 
 
 def adjust_tie(world: World, a: int, b: int, trust: float = 0.0, fam: float = 0.0,
@@ -53,25 +107,32 @@ def adjust_tie(world: World, a: int, b: int, trust: float = 0.0, fam: float = 0.
     """Apply a symmetric change to the a<->b tie, clamped to its ranges."""
     if a == b:
         return
+    cols = _pair_columns(world, a, b, _clamped(trust, fam, riv))
+    if cols is None:
+        return
     ag = world.agents
-    for src, dst in ((a, b), (b, a)):
-        i = _tie_index(world, src, dst, create=True)
+    for src, i in ((a, cols[0]), (b, cols[1])):
         ag.tie_trust[src, i] = min(1.0, max(-1.0, ag.tie_trust[src, i] + trust))
         ag.tie_fam[src, i] = min(1.0, max(-1.0, ag.tie_fam[src, i] + fam))
         ag.tie_riv[src, i] = min(1.0, max(0.0, ag.tie_riv[src, i] + riv))
 
 
-def set_tie(world: World, a: int, b: int, trust: float, fam: float, riv: float) -> None:
+def set_tie(world: World, a: int, b: int, trust: float, fam: float, riv: float) -> bool:
+    """Set the a<->b tie on both sides; False if neither could hold it (six stronger ties)."""
+    if a == b:
+        return False
+    values = _clamped(trust, fam, riv)
+    cols = _pair_columns(world, a, b, values)
+    if cols is None:
+        return False
     ag = world.agents
-    for src, dst in ((a, b), (b, a)):
-        i = _tie_index(world, src, dst, create=True)
-        ag.tie_trust[src, i] = min(1.0, max(-1.0, trust))
-        ag.tie_fam[src, i] = min(1.0, max(-1.0, fam))
-        ag.tie_riv[src, i] = min(1.0, max(0.0, riv))
+    for src, i in ((a, cols[0]), (b, cols[1])):
+        ag.tie_trust[src, i], ag.tie_fam[src, i], ag.tie_riv[src, i] = values
+    return True
 
 
 def tie(world: World, a: int, b: int) -> dict[str, float]:
-    i = _tie_index(world, a, b, create=False)
+    i = _tie_index(world, a, b)
     ag = world.agents
     if i < 0:
         return {"trust": 0.0, "familiarity": 0.0, "rivalry": 0.0}
