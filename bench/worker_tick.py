@@ -71,7 +71,7 @@ def one_run(config: SimulationConfig, ticks: int, commands: int, state_root: Pat
     worker.recover = timed_recover  # type: ignore[method-assign]
     worker.run(threading.Event())
     elapsed = time.perf_counter() - started[0]
-    answered = len(worker.loop.telemetry.cmd_store)
+    answered = len(worker.loop.router.ledger)
     if answered != commands:
         raise SystemExit(f"only {answered} of {commands} commands were applied")
     return elapsed

@@ -1,8 +1,9 @@
 """`townlet replay`: rebuild a shard from its initial config and its audit log.
 
-PROTOCOL guarantee 7: the audit log holds every result a shard applied, with the command as
-applied; re-running the applied ones at their ticks reproduces the live state hash of every
-tick. A captured telemetry stream (``--telemetry``) is checked tick by tick when given.
+docs/PROTOCOL.md, guarantee 7: the audit log holds every result a shard applied, with the
+command as applied; re-running the applied ones at their ticks reproduces the live state hash of
+every tick. A captured telemetry stream (``--telemetry``) is checked tick by tick when given.
+Audit lines become typed results as they are read (``ConsoleResult.from_wire``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from shared.audit.reader import rotated_files
 from shared.config import SimulationConfig
+from shared.console.results import ConsoleResult
 from shared.loop import SimulationLoop
 
 
@@ -22,9 +24,9 @@ class ReplayInputError(ValueError):
     """An audit log or telemetry file that can't be read; the message names file and line."""
 
 
-def audit_results(audit_path: Path, shard_id: str) -> list[dict[str, Any]]:
+def audit_results(audit_path: Path, shard_id: str) -> list[ConsoleResult]:
     """Every audit line of one shard, oldest file first, in the order they were written."""
-    out: list[dict[str, Any]] = []
+    out: list[ConsoleResult] = []
     rotated = [path for _index, path in sorted(rotated_files(audit_path), reverse=True)]
     if not rotated and not audit_path.is_file():
         # Not "no commands": a missing log is almost always a mistyped path, and replaying
@@ -38,8 +40,16 @@ def audit_results(audit_path: Path, shard_id: str) -> list[dict[str, Any]]:
             if not isinstance(record, dict):
                 raise ReplayInputError(f"{path} line {number}: not an audit record")
             if record.get("shard_id") == shard_id:
-                out.append(record)
+                out.append(_result(record, path, number))
     return out
+
+
+def _result(record: dict[str, Any], path: Path, number: int) -> ConsoleResult:
+    try:
+        return ConsoleResult.from_wire(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReplayInputError(f"{path} line {number}: not a console result ({exc!r})") \
+            from None
 
 
 def _json_lines(path: Path, what: str) -> list[tuple[int, Any]]:
@@ -61,19 +71,19 @@ def _json_lines(path: Path, what: str) -> list[tuple[int, Any]]:
     return out
 
 
-def replay(config: SimulationConfig, shard_id: str, results: list[dict[str, Any]],
+def replay(config: SimulationConfig, shard_id: str, results: list[ConsoleResult],
            until_tick: int) -> dict[int, str]:
     """State hash of every tick 1..until_tick, rebuilt from the applied results alone."""
     return rebuild(config, shard_id, results, until_tick)[1]
 
 
-def rebuild(config: SimulationConfig, shard_id: str, results: list[dict[str, Any]],
+def rebuild(config: SimulationConfig, shard_id: str, results: list[ConsoleResult],
             until_tick: int) -> tuple[SimulationLoop, dict[int, str]]:
-    """The shard as it was at ``until_tick`` (its loop: world, replay store, pause state) and
-    the state hash of every tick on the way."""
-    by_tick: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    """The shard as it was at ``until_tick`` (its loop: world, command ledger, pause state)
+    and the state hash of every tick on the way."""
+    by_tick: dict[int, list[ConsoleResult]] = defaultdict(list)
     for result in results:
-        by_tick[int(result["tick"])].append(result)
+        by_tick[result.tick].append(result)
     loop = SimulationLoop(config, shard_id=shard_id, audit=False)
     hashes: dict[int, str] = {}
     with tempfile.TemporaryDirectory(prefix="townlet-replay-") as tmp:

@@ -1,12 +1,17 @@
-"""SimulationLoop: the seed's Python surface around the pure world.
+"""SimulationLoop: the in-process Python surface around the pure world.
 
 A step is: apply the queued console commands at the tick boundary (within the per-tick budget,
-oldest first), run the tick, hash the state, record and audit the results. The shard worker
-drives the same pieces; this class is the in-process, single-shard composition of them.
+oldest first; docs/CONSOLE.md, "Two entry points"), run the tick, hash the state, record and
+audit the results. The shard worker drives the same pieces; this class is the in-process,
+single-shard composition of them, and the owner of the shard's health and last error.
+
+Typed values stop here: ``TickArtifacts`` and the hub carry wire forms (results as
+``ConsoleResult.to_wire`` gives them, events as ``events_to_wire`` gives them).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,17 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import SimulationConfig
-from shared.console.router import ConsoleRouter, create_console_router
+from shared.console.results import ConsoleResult, results_to_wire
+from shared.console.router import ConsoleRouter
 from shared.sim import policy as sim_policy
 from shared.sim import views
+from shared.sim.events import events_to_wire
 from shared.sim.persist import state_hash
 from shared.sim.world import World
 from shared.snapshot import encode_snapshot, read_snapshot, write_atomic
-from shared.telemetry import PROVIDER_NAME, AuditSink, TelemetryHub
+from shared.telemetry import PROVIDER_NAME, AuditSink, Health, LastError, TelemetryHub
 
 
 @dataclass
 class TickArtifacts:
+    """One step, in wire form (plain dicts): what tests and tools assert on."""
+
     tick: int
     state_hash: str
     events: list[dict[str, Any]]
@@ -43,15 +52,18 @@ def _default_audit(config: SimulationConfig) -> AuditSink | None:
         return None
     from shared.audit.sink import AuditLog  # the same writer the audit consumer uses
 
-    # A new in-process loop is a new town whose ids (local-<tick>-<seq>, the seed's fixed ones)
-    # start over: dedupe within this run only, or a second run's lines would be dropped.
+    # A new in-process loop is a new town whose assigned ids (local-<tick>-<seq>) start over:
+    # dedupe within this run only, or a second run's lines would be dropped.
     return AuditLog(Path(config.console.audit_path), dedupe_existing=False)
 
 
 class SimulationLoop:
     def __init__(self, config: SimulationConfig, *, shard_id: str = "local",
                  audit: AuditSink | None | bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 health: Callable[[], Health] | None = None) -> None:
+        """``health`` replaces the loop's own view of its health (the shard worker's has its
+        inbox, outbox and broker in it); commands such as ``telemetry_snapshot`` read it."""
         self.config = config
         self.shard_id = shard_id
         self.world = World(config)
@@ -60,40 +72,47 @@ class SimulationLoop:
         self.telemetry = TelemetryHub(config, shard_id=shard_id, audit=sink, clock=clock)
         self.paused = False
         self.tick_rate_hz = 0.0
+        self.errors = LastError()
+        self._health = health
         self.snapshot_dir = Path("snapshots")
         self.last_hash = state_hash(self.world)
-        self.router: ConsoleRouter = create_console_router(
-            self.telemetry, self.world, policy=self.policy,
+        self.router = ConsoleRouter(
+            self.telemetry, self.world, config=config, policy=self.policy,
             policy_provider=policy_provider_name(self),
-            telemetry_provider=telemetry_provider_name(self), config=config, controls=self)
+            telemetry_provider=telemetry_provider_name(self), controls=self,
+            errors=self.errors, health=self.health)
 
     @property
     def tick(self) -> int:
         return self.world.tick
 
+    def health(self) -> Health:
+        """The shard's health now (docs/PROTOCOL.md, the ``health`` message)."""
+        if self._health is not None:
+            return self._health()
+        return Health(tick_rate_hz=self.tick_rate_hz, queue_depth=self.telemetry.queue_depth,
+                      last_error=self.errors.value, paused=self.paused)
+
     # -- loop controls (console: pause, resume, set_tick_rate, snapshot_save) ---------------
     def pause(self) -> None:
         self.paused = True
-        self.telemetry.health["paused"] = True
 
     def resume(self) -> None:
         self.paused = False
-        self.telemetry.health["paused"] = False
 
     def set_tick_rate(self, hz: float) -> None:
         self.tick_rate_hz = float(hz)
-        self.telemetry.health["tick_rate_hz"] = self.tick_rate_hz
 
     # -- stepping -------------------------------------------------------------------------
     def apply_commands(self, boundary: int,
-                       items: list[tuple[Any, float]]) -> list[dict[str, Any]]:
+                       items: list[tuple[Any, float]]) -> list[ConsoleResult]:
         """Apply raw payloads, in order, at the boundary before tick ``boundary`` runs."""
         return [self.router.apply(payload, tick=boundary, received_at=received)
                 for payload, received in items]
 
     def advance(self, boundary: int) -> tuple[list[dict[str, Any]], str]:
-        """Run tick ``boundary``; returns its events and the new state hash."""
-        events = self.world.step(boundary)
+        """Run tick ``boundary``; returns its events (wire form) and the new state hash."""
+        events = events_to_wire(self.world.step(boundary))
         self.last_hash = state_hash(self.world)
         return events, self.last_hash
 
@@ -101,16 +120,18 @@ class SimulationLoop:
         """One boundary: queued commands (within the per-tick budget), then one tick."""
         boundary = self.world.tick + 1
         budget = self.config.console.max_commands_per_tick
-        results = self.apply_commands(boundary, self.telemetry.drain(budget))
+        results = results_to_wire(self.apply_commands(boundary, self.telemetry.drain(budget)))
         self.telemetry.record_results(boundary, results)
+        # The artifacts are the caller's to keep: changing them changes no stored result.
+        mine = copy.deepcopy(results) if results else []
         if self.paused:  # commands still apply (so `resume` can arrive); the world waits
-            return TickArtifacts(self.world.tick, self.last_hash, [], {}, results)
+            return TickArtifacts(self.world.tick, self.last_hash, [], {}, mine)
         events, digest = self.advance(boundary)
         agents = {}
         if collect:
             agents = {str(self.world.agents.ids[s]): views.agent_view(self.world, int(s))
                       for s in self.world.agents.live_slots()}
-        return TickArtifacts(boundary, digest, events, agents, results)
+        return TickArtifacts(boundary, digest, events, agents, mine)
 
     def run_for_ticks(self, n: int, collect: bool = False) -> list[TickArtifacts]:
         """Advance ``n`` ticks; with ``collect`` keep every tick's artifacts (with agents)."""
@@ -123,10 +144,9 @@ class SimulationLoop:
 
     # -- snapshots ------------------------------------------------------------------------
     def shell_state(self) -> dict[str, Any]:
+        """What a snapshot keeps besides the world: the controls and the command ledger."""
         return {"paused": self.paused, "tick_rate_hz": self.tick_rate_hz,
-                "cmd_ids": self.telemetry.cmd_store.export(),
-                "refusals": self.telemetry.refusals.export(),
-                "auto_ids": self.telemetry.export_auto_ids()}
+                **self.router.ledger.export()}
 
     def save_snapshot(self, directory: str | Path | None = None) -> Path:
         target = Path(directory) if directory is not None else self.snapshot_dir
@@ -143,9 +163,7 @@ class SimulationLoop:
         self.world.__dict__.update(world.__dict__)
         self.paused = bool(extra.get("paused", False))
         self.tick_rate_hz = float(extra.get("tick_rate_hz", 0.0))
-        self.telemetry.cmd_store.restore(extra.get("cmd_ids", []))
-        self.telemetry.refusals.restore(extra.get("refusals", []))
-        self.telemetry.restore_auto_ids(extra.get("auto_ids", {}))
+        self.router.ledger.restore(extra)
         self.last_hash = state_hash(self.world)
         return extra
 

@@ -1,9 +1,13 @@
-"""The telemetry hub: console inbox and results, audit hand-off, and per-tick payloads.
+"""The telemetry hub: console inbox, latest results and history, and per-tick payloads.
 
-One hub per shard. It is what the seed calls ``loop.telemetry``: operators queue raw console
-payloads here (applied at the next tick boundary), read ``latest_console_results()``, and the
-shard publishes one telemetry message per tick built here (a full snapshot every N ticks, diffs
+One hub per shard, reached as ``loop.telemetry``: operators queue raw console payloads here
+(applied at the next tick boundary), read ``latest_console_results()`` (docs/CONSOLE.md, "Two
+entry points" and "Results history and the audit log"), and the shard publishes one telemetry
+message per tick built here (docs/PROTOCOL.md, "Messages": a full snapshot every N ticks, diffs
 of changed keys in between, so a diff's size never depends on how long the run has been).
+
+The hub holds wire values only (results as plain dicts, events as ``events_to_wire`` gives
+them); the command ledger belongs to the console router and health to its owner (``Health``).
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import copy
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.config import SimulationConfig
-from shared.console.replay import CmdIdStore, RefusalMemo
 from shared.sim import views
 from shared.sim.world import World
 
@@ -24,6 +28,45 @@ PROVIDER_NAME = "townlet.telemetry.hub"
 
 class AuditSink(Protocol):
     def append(self, record: dict[str, Any]) -> bool: ...
+
+
+ErrorValue = str | dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A shard's health at one moment: the ``health`` telemetry payload (docs/PROTOCOL.md).
+
+    Built on demand by its owner (``SimulationLoop.health``, ``ShardWorker.health``) from the
+    one writer of each value: the loop's controls (``tick_rate_hz``, ``paused``), the inbox
+    (``queue_depth``), the outbox (``unsent_outputs``), the broker adapter's counters
+    (``broker_reconnects``) and the shard's ``LastError``. It depends on wall time, so it is
+    never part of a per-tick message.
+    """
+
+    tick_rate_hz: float = 0.0
+    queue_depth: int = 0
+    last_error: ErrorValue = None
+    broker_reconnects: int = 0
+    paused: bool = False
+    unsent_outputs: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"tick_rate_hz": self.tick_rate_hz, "queue_depth": self.queue_depth,
+                "last_error": copy.deepcopy(self.last_error),
+                "broker_reconnects": self.broker_reconnects, "paused": self.paused,
+                "unsent_outputs": self.unsent_outputs}
+
+
+class LastError:
+    """The most recent error worth an operator's attention (a crashed command, broker trouble,
+    a refused journal write). Several parts report into it; health shows the latest."""
+
+    def __init__(self) -> None:
+        self.value: ErrorValue = None
+
+    def note(self, error: ErrorValue) -> None:
+        self.value = error
 
 
 def diff_payload(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -52,32 +95,29 @@ class TelemetryHub:
         self.audit = audit
         self.clock = clock
         self.pending: deque[tuple[Any, float]] = deque()
-        self.cmd_store = CmdIdStore(config.console.cmd_id_window)
-        self.refusals = RefusalMemo(config.console.cmd_id_window)
-        self.auto_id_counters: dict[str, tuple[int, int]] = {}  # prefix -> (tick, next seq)
         self.history: deque[dict[str, Any]] = deque(maxlen=config.console.result_history)
         self._latest: list[dict[str, Any]] = []
         self._latest_tick: int | None = None
         self._last_full: dict[str, Any] | None = None
         self._last_full_tick = -1
-        self.health: dict[str, Any] = {"tick_rate_hz": 0.0, "queue_depth": 0, "last_error": None,
-                                       "broker_reconnects": 0, "paused": False,
-                                       "unsent_outputs": 0}
 
     # -- console inbox and results --------------------------------------------------------
     def queue_console_command(self, payload: Any) -> None:
         """Queue a raw (untrusted) payload; it is checked and applied at the next boundary."""
         self.pending.append((copy.deepcopy(payload), self.clock()))
-        self.health["queue_depth"] = len(self.pending)
+
+    @property
+    def queue_depth(self) -> int:
+        """Payloads queued and not yet applied."""
+        return len(self.pending)
 
     def drain(self, budget: int) -> list[tuple[Any, float]]:
         """Take at most ``budget`` queued payloads, oldest first; the rest wait their turn."""
-        taken = [self.pending.popleft() for _ in range(min(budget, len(self.pending)))]
-        self.health["queue_depth"] = len(self.pending)
-        return taken
+        return [self.pending.popleft() for _ in range(min(budget, len(self.pending)))]
 
     def record_results(self, tick: int, results: list[dict[str, Any]]) -> None:
-        """Store one boundary's results as the latest, append to history, and audit them."""
+        """Store one boundary's results (wire form) as the latest, append to history, and
+        audit them."""
         if not results:
             return
         if self._latest_tick != tick:
@@ -88,17 +128,6 @@ class TelemetryHub:
         if self.audit is not None:
             for result in results:
                 self.audit.append(result)
-
-    def export_auto_ids(self) -> dict[str, list[int]]:
-        """The auto-id counters, for checkpoints and journal records.
-
-        While paused, many boundaries share one tick number, so a restarted shard that forgot
-        the counters would hand out ``auto-<shard>-<tick>-0`` a second time.
-        """
-        return {prefix: [tick, seq] for prefix, (tick, seq) in self.auto_id_counters.items()}
-
-    def restore_auto_ids(self, saved: dict[str, Any]) -> None:
-        self.auto_id_counters = {str(p): (int(v[0]), int(v[1])) for p, v in saved.items()}
 
     def latest_console_results(self) -> list[dict[str, Any]]:
         """Results of the latest tick that had commands (a copy; never stale)."""
@@ -127,7 +156,8 @@ class TelemetryHub:
 
     def tick_message(self, world: World, state_hash: str, events: list[dict[str, Any]],
                      results: list[dict[str, Any]], *, force_full: bool = False) -> dict[str, Any]:
-        """The telemetry body for one tick (PROTOCOL: snapshot first and every N, else diff).
+        """The telemetry body for one tick (docs/PROTOCOL.md: snapshot first and every N, else
+        diff). ``events`` and ``results`` are wire values (``events_to_wire``, ``to_wire``).
 
         Deterministic in (state before the tick, state after it, the tick's events and
         results), so the message for a tick is identical whenever it is rebuilt and resent.
@@ -150,7 +180,7 @@ class TelemetryHub:
                 "schema_version": self.config.console.schema_version, "kind": kind,
                 "state_hash": state_hash, "payload": payload}
 
-    def health_message(self, tick: int) -> dict[str, Any]:
+    def health_message(self, tick: int, health: Health) -> dict[str, Any]:
         return {"shard_id": self.shard_id, "tick": tick, "kind": "health",
                 "schema_version": self.config.console.schema_version,
-                "payload": {"health": dict(self.health)}}
+                "payload": {"health": health.to_wire()}}

@@ -1,5 +1,7 @@
 """Console auth: the token table from ``console_auth`` and the effective role of a command.
 
+The rules are docs/CONSOLE.md, "Auth".
+
 * Every configured token is compared, in constant time, whatever matches first: the time a
   check takes says nothing about which token (or how much of one) was right. Both sides are
   hashed first so the compare does not even leak the token length.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +102,14 @@ class Authenticator:
         """``value`` with every configured token replaced by ``***`` (strings, keys, nested)."""
         secrets = self.secrets()
         return _redact(value, secrets) if secrets else value
+
+    def redactor(self) -> Callable[[Any], Any] | None:
+        """``redact`` with the tokens resolved once (for scrubbing many values), or None when
+        no token is configured (nothing to scrub)."""
+        secrets = self.secrets()
+        if not secrets:
+            return None
+        return lambda value: _redact(value, secrets)
 
 
 def _redact(value: Any, secrets: list[str]) -> Any:

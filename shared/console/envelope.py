@@ -1,10 +1,12 @@
-"""Console command and result envelopes, error codes, and the shape check for raw payloads.
+"""Console commands, error codes, and the shape check for raw payloads.
 
-A raw payload is untrusted: it may come from the broker (decoded msgpack) or from
+See docs/CONSOLE.md, "Envelopes" and "Checks and their order" (step 1, shape). A raw payload is
+untrusted: it may come from the broker (decoded msgpack) or from
 ``TelemetryHub.queue_console_command``. ``parse_payload`` turns it into a ``ConsoleCommand`` or
 raises ``ConsoleError``; it never echoes a value it refused (a refused value may be a secret).
-Results are plain JSON/msgpack values (``plain``), so a stored result survives the snapshot's
-JSON round trip unchanged and a replay is byte-identical.
+Everything a result carries is made of plain JSON/msgpack values (``plain``), so a stored
+result survives the snapshot's JSON round trip unchanged and a replay is byte-identical. The
+result envelope itself is ``shared.console.results``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -29,7 +32,10 @@ KNOWN_KEYS = frozenset(
      "metadata"})
 
 
-class ErrorCode:
+class ErrorCode(StrEnum):
+    """The ``error.code`` of a result; the values are the wire strings (docs/CONSOLE.md,
+    "Envelopes")."""
+
     USAGE = "usage"
     INVALID_ARGS = "invalid_args"
     NOT_FOUND = "not_found"
@@ -44,17 +50,12 @@ class ErrorCode:
 class ConsoleError(Exception):
     """A command that cannot run; becomes an ``error`` result with this code and message."""
 
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = ErrorCode(code)
         self.message = message
         self.details = details
-
-    def as_error(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            error["details"] = plain(self.details)
-        return error
 
 
 @dataclass
@@ -271,34 +272,3 @@ def recover_name(raw: Any) -> str | None:
         if isinstance(name, str) and 0 < len(name) <= MAX_NAME and _encodable(name):
             return name
     return None
-
-
-def build_result(*, shard_id: str, cmd_id: str, name: str | None, tick: int,
-                 issuer: str | None, latency_ms: float, command: dict[str, Any] | None,
-                 result: Any = None, error: ConsoleError | None = None,
-                 applied: bool = False) -> dict[str, Any]:
-    """The result envelope (PROTOCOL.md): ``result`` when ok, ``error`` otherwise.
-
-    ``applied`` says whether the command's handler ran to completion at ``tick`` (ok, or an
-    error value it returned): exactly the results a replay must re-run. Refusals by the checks
-    and crashes (rolled back) are ``applied: false``.
-    """
-    out: dict[str, Any] = {
-        "v": PROTOCOL_VERSION, "shard_id": shard_id, "cmd_id": cmd_id, "name": name,
-        "status": "error" if error is not None else "ok", "tick": int(tick), "issuer": issuer,
-        "latency_ms": round(float(latency_ms), 3), "applied": bool(applied),
-    }
-    if error is not None:
-        out["error"] = error.as_error()
-    else:
-        out["result"] = plain(result)
-    out["command"] = command
-    return out
-
-
-def ok_result(**fields: Any) -> dict[str, Any]:
-    return build_result(**fields)
-
-
-def error_result(error: ConsoleError, **fields: Any) -> dict[str, Any]:
-    return build_result(error=error, **fields)

@@ -1,4 +1,5 @@
-"""The seed's import path (``townlet.console.handlers``): the command type and router factory."""
+"""The import path of the dry-run script (``shared.console.handlers``): the command type and
+the router factory (docs/CONSOLE.md, "Two entry points")."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def test_shard_ticks_through_an_outage_and_then_sends_everything_in_order(
         cut_at = worker.worker.loop.tick
         wait_for(lambda: worker.worker.loop.tick >= cut_at + 40)  # ticking with no broker
         assert len(worker.worker.outbox) >= 30
-        assert worker.worker.loop.telemetry.health["last_error"]
+        assert worker.worker.health().last_error
         send(client, "s1", "agent_status", "agent_1", cmd_id="during")  # waits in the queue
         broker.down.clear()
         answer = send(client, "s1", "agent_status", "agent_2", cmd_id="after", wait=True)

@@ -99,8 +99,9 @@ CRASH_POINTS = {
     "after_journal_before_publish": lambda w: nth_call_raises(w.outputs, "result", 4),
     "after_results_before_telemetry": lambda w: nth_call_raises(w.outputs, "telemetry", 3),
     "after_publish_before_ack": lambda w: nth_call_raises(w.broker, "ack", 5),
-    "mid_checkpoint": lambda w: nth_call_raises(w, "write_checkpoint", 2),
-    "after_checkpoint_before_journal_reset": lambda w: nth_call_raises(w, "reset_journal", 2),
+    "mid_checkpoint": lambda w: nth_call_raises(w.durability, "write_checkpoint", 2),
+    "after_checkpoint_before_journal_reset": lambda w: nth_call_raises(w.durability,
+                                                                       "reset_journal", 2),
 }
 
 

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from shared.config import SimulationConfig, load_config
-from shared.console.commands import REGISTRY
+from shared.console.commands import default_registry
 from shared.console.handlers import ConsoleCommand, create_console_router
 from shared.loop import SimulationLoop
 from shared.sim.persist import state_hash
+
+REGISTRY = default_registry()
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -189,7 +191,7 @@ def test_relationship_errors(loop: SimulationLoop) -> None:
 
 def test_relationship_detail_is_admin_only(loop: SimulationLoop) -> None:
     result = loop.router.apply({"name": "relationship_detail", "args": ["agent_0"]}, tick=1,
-                               received_at=0.0)
+                               received_at=0.0).to_wire()
     assert result["error"]["code"] == "forbidden"
 
 
@@ -303,7 +305,7 @@ def test_pause_resume_and_tick_rate(loop: SimulationLoop) -> None:
     loop.step()
     assert loop.world.tick == 1
     assert ok(loop, "set_tick_rate", 5)["tick_rate_hz"] == 5.0
-    assert loop.telemetry.health["tick_rate_hz"] == 5.0
+    assert loop.health().tick_rate_hz == 5.0
     fails(loop, "invalid_args", "set_tick_rate", -1)
     fails(loop, "invalid_args", "set_tick_rate", "fast")
 

@@ -12,11 +12,11 @@ from shared.console.envelope import (
     ConsoleCommand,
     ConsoleError,
     ErrorCode,
-    build_result,
     parse_payload,
     plain,
     recover_cmd_id,
 )
+from shared.console.results import ConsoleResult
 
 
 def refused(raw: Any, **kw: Any) -> ConsoleError:
@@ -112,13 +112,32 @@ def test_echo_drops_auth_and_reports_the_effective_role() -> None:
 
 
 def test_result_envelope_fields() -> None:
-    ok = build_result(shard_id="s", cmd_id="c", name="help", tick=3, issuer="i",
-                      latency_ms=1.23456, command={"name": "help"}, result={"x": (1,)},
-                      applied=True)
+    ok = ConsoleResult.build(shard_id="s", cmd_id="c", name="help", tick=3, issuer="i",
+                             latency_ms=1.23456, command={"name": "help"}, body={"x": (1,)},
+                             applied=True).to_wire()
     assert ok == {"v": 1, "shard_id": "s", "cmd_id": "c", "name": "help", "status": "ok",
                   "tick": 3, "issuer": "i", "latency_ms": 1.235, "result": {"x": [1]},
                   "command": {"name": "help"}, "applied": True}
-    err = build_result(shard_id="s", cmd_id="c", name="help", tick=3, issuer="i", latency_ms=0,
-                       command=None, error=ConsoleError("usage", "nope", {"usage": "help"}))
+    err = ConsoleResult.build(shard_id="s", cmd_id="c", name="help", tick=3, issuer="i",
+                              latency_ms=0, command=None,
+                              error=ConsoleError(ErrorCode.USAGE, "nope", {"usage": "help"})
+                              ).to_wire()
     assert err["status"] == "error" and "result" not in err
     assert err["error"] == {"code": "usage", "message": "nope", "details": {"usage": "help"}}
+
+
+def test_a_result_read_back_from_the_wire_is_sent_byte_for_byte() -> None:
+    """Journaled, checkpointed and audited results are published again from their wire form."""
+    ok = ConsoleResult.build(shard_id="s", cmd_id="c", name="help", tick=3, issuer="i",
+                             latency_ms=1.5, command={"name": "help"}, body={"x": [1]},
+                             applied=True)
+    err = ConsoleResult.build(shard_id="s", cmd_id="c", name=None, tick=3, issuer=None,
+                              latency_ms=0, command=None,
+                              error=ConsoleError(ErrorCode.CONFLICT, "used"))
+    for result in (ok, err):
+        wire_form = result.to_wire()
+        assert ConsoleResult.from_wire(wire_form) == result
+        assert json.dumps(ConsoleResult.from_wire(json.loads(json.dumps(wire_form))).to_wire()) \
+            == json.dumps(wire_form)  # same keys, same order
+    assert err.to_wire()["error"] == {"code": "conflict", "message": "used"}
+    assert type(err.to_wire()["error"]["code"]) is str  # the enum never reaches the wire

@@ -111,7 +111,7 @@ def code(result: dict[str, Any]) -> str | None:
 ])
 def test_checks_run_in_spec_order(loop: SimulationLoop, payload: Any, expected: str) -> None:
     before = state_hash(loop.world)
-    result = loop.router.apply(payload, tick=1, received_at=loop.telemetry.clock())
+    result = loop.router.apply(payload, tick=1, received_at=loop.telemetry.clock()).to_wire()
     assert result["status"] == "error"
     assert code(result) == expected, result["error"]
     assert state_hash(loop.world) == before
@@ -119,10 +119,10 @@ def test_checks_run_in_spec_order(loop: SimulationLoop, payload: Any, expected: 
 
 def test_admin_commands_are_refused_while_auth_is_disabled(tmp_path: Path) -> None:
     loop = SimulationLoop(make_config(tmp_path, auth=False))
-    result = loop.router.apply(admin("kill", "agent_0"), tick=1, received_at=0.0)
+    result = loop.router.apply(admin("kill", "agent_0"), tick=1, received_at=0.0).to_wire()
     assert code(result) == "forbidden" and "auth is disabled" in result["error"]["message"]
     assert "agent_0" in loop.world.agents.slot_of
-    ok = loop.router.apply({"name": "employment_status"}, tick=1, received_at=0.0)
+    ok = loop.router.apply({"name": "employment_status"}, tick=1, received_at=0.0).to_wire()
     assert ok["status"] == "ok"
 
 
@@ -242,21 +242,21 @@ def flaky_registry(failures: int) -> Registry:
 def test_internal_errors_are_reported_not_remembered_and_the_shard_survives(
         loop: SimulationLoop) -> None:
     router = ConsoleRouter(loop.telemetry, loop.world, config=loop.config,
-                           registry=flaky_registry(1))
-    crashed = router.apply(admin("flaky", cmd_id="f1"), tick=1, received_at=0.0)
+                           registry=flaky_registry(1), errors=loop.errors, health=loop.health)
+    crashed = router.apply(admin("flaky", cmd_id="f1"), tick=1, received_at=0.0).to_wire()
     assert code(crashed) == "internal" and "RuntimeError: transient fault" in \
         crashed["error"]["message"]
-    assert loop.telemetry.health["last_error"]["command"] == "flaky"
-    retried = router.apply(admin("flaky", cmd_id="f1"), tick=2, received_at=0.0)
+    assert loop.health().last_error["command"] == "flaky"  # type: ignore[index]
+    retried = router.apply(admin("flaky", cmd_id="f1"), tick=2, received_at=0.0).to_wire()
     assert retried["status"] == "ok" and retried["result"] == {"ran": True}
-    assert router.apply(admin("flaky", cmd_id="f1"), tick=3, received_at=0.0) == retried
+    assert router.apply(admin("flaky", cmd_id="f1"), tick=3, received_at=0.0).to_wire() == retried
 
 
 # -- window, snapshots ---------------------------------------------------------------------------
 def test_cmd_id_window_is_bounded(tmp_path: Path) -> None:
     loop = SimulationLoop(make_config(tmp_path, cmd_id_window=3))
     step_with(loop, chat("w0"), chat("w1"), chat("w2"), chat("w3"))
-    assert len(loop.telemetry.cmd_store) == 3 and "w0" not in loop.telemetry.cmd_store
+    assert len(loop.router.ledger) == 3 and "w0" not in loop.router.ledger
     step_with(loop, chat("w0"))  # forgotten: runs again
     assert trust(loop) == pytest.approx(0.25)
 
@@ -288,7 +288,7 @@ def test_budget_spreads_commands_over_ticks_in_order(tmp_path: Path) -> None:
     assert [len(batch) for batch in applied] == [64, 64, 64, 8, 0]
     assert [r["cmd_id"] for batch in applied for r in batch] == ids
     assert [batch[0]["tick"] for batch in applied[:4]] == [1, 2, 3, 4]
-    assert loop.telemetry.health["queue_depth"] == 0
+    assert loop.health().queue_depth == 0
 
 
 def test_latest_console_results_are_never_stale(loop: SimulationLoop) -> None:
@@ -348,7 +348,7 @@ PAYLOADS = JSONISH | st.dictionaries(FIELDS, JSONISH | NAMES, max_size=6) | st.f
 @given(payload=PAYLOADS)
 def test_any_payload_gets_one_well_formed_result(loop: SimulationLoop, payload: Any) -> None:
     before = state_hash(loop.world)
-    result = loop.router.apply(copy.deepcopy(payload), tick=1, received_at=0.0)
+    result = loop.router.apply(copy.deepcopy(payload), tick=1, received_at=0.0).to_wire()
     assert result["status"] in {"ok", "error"}
     assert isinstance(result["cmd_id"], str) and result["cmd_id"]
     assert ("error" in result) == (result["status"] == "error")
@@ -362,9 +362,9 @@ def test_a_bug_in_the_checks_still_answers(loop: SimulationLoop,
         raise KeyError("checker bug")
 
     monkeypatch.setattr("shared.console.router.parse_payload", broken)
-    result = loop.router.apply({"name": "help", "cmd_id": "h1"}, tick=1, received_at=0.0)
+    result = loop.router.apply({"name": "help", "cmd_id": "h1"}, tick=1, received_at=0.0).to_wire()
     assert (code(result), result["cmd_id"], result["name"]) == ("internal", "h1", "help")
-    assert "h1" not in loop.telemetry.cmd_store
+    assert "h1" not in loop.router.ledger
 
 
 def test_dispatch_of_something_else_is_a_bad_request(loop: SimulationLoop) -> None:

@@ -16,7 +16,7 @@ import pytest
 import structlog
 
 from shared.config import ConsoleAuthConfig, ConsoleAuthTokenConfig, load_config
-from shared.console.commands import REGISTRY, ArgReader, CommandSpec, Context, Registry
+from shared.console.commands import ArgReader, CommandSpec, Context, Registry, default_registry
 from shared.console.handlers import ConsoleCommand
 from shared.console.router import ConsoleRouter
 from shared.logging import configure_logging
@@ -40,7 +40,7 @@ def _restore_logging() -> Iterator[None]:
 def leaky_registry() -> Registry:
     """The real commands plus one that crashes quoting the token and one that echoes input."""
     registry = Registry()
-    for spec in REGISTRY.specs():
+    for spec in default_registry().specs():
         registry.add(spec)
 
     def crash(ctx: Context, r: ArgReader) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def test_no_token_anywhere_whatever_the_outcome(tmp_path: Path, capsys: pytest.C
     everything = "\n".join([
         repr(results), repr(loop.telemetry.console_history()), repr(artifacts.events),
         (tmp_path / "logs" / "commands.jsonl").read_text(), repr(telemetry),
-        snapshot.decode("latin-1"), repr(loop.telemetry.health), stream.getvalue(),
+        snapshot.decode("latin-1"), repr(loop.health()), stream.getvalue(),
         caplog.text, *capsys.readouterr()])
     assert "console_command_crashed" in stream.getvalue()  # the crash was logged...
     for secret in SECRETS:

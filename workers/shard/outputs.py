@@ -2,6 +2,8 @@
 
 Every publish waits for the broker's confirm (the adapters raise otherwise), so when these
 functions return the message is stored by the broker and the deliveries it answers may be acked.
+``_message`` is the one place a result becomes bytes (docs/PROTOCOL.md, "Messages"): a result
+signature, when there is one, belongs there.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 from shared import wire
 from shared.broker.base import Broker, Delivery, Message
+from shared.console.results import ConsoleResult
 from shared.topology import Topology
 
 
@@ -19,20 +22,20 @@ class Outputs:
         self.topo = topo
         self.shard_id = shard_id
 
-    def result(self, result: dict[str, Any], correlation_id: str | None = None) -> None:
+    def result(self, result: ConsoleResult, correlation_id: str | None = None) -> None:
         self.broker.publish(self.topo.results_exchange, "", self._message(result, correlation_id))
 
-    def reply(self, result: dict[str, Any], reply_to: str,
+    def reply(self, result: ConsoleResult, reply_to: str,
               correlation_id: str | None = None) -> None:
-        """PROTOCOL: reply_to + correlation_id are honoured as well (the same message)."""
+        """docs/PROTOCOL.md: reply_to + correlation_id are honoured as well (the same
+        message)."""
         self.broker.publish("", reply_to, self._message(result, correlation_id))
 
-    def _message(self, result: dict[str, Any], correlation_id: str | None) -> Message:
-        headers: dict[str, object] = {"shard_id": self.shard_id,
-                                      "cmd_id": str(result.get("cmd_id")),
-                                      "status": str(result.get("status"))}
-        return Message(body=wire.encode(result), headers=headers, persistent=True,
-                       message_id=str(result.get("cmd_id")), correlation_id=correlation_id)
+    def _message(self, result: ConsoleResult, correlation_id: str | None) -> Message:
+        headers: dict[str, object] = {"shard_id": self.shard_id, "cmd_id": result.cmd_id,
+                                      "status": result.status}
+        return Message(body=wire.encode(result.to_wire()), headers=headers, persistent=True,
+                       message_id=result.cmd_id, correlation_id=correlation_id)
 
     def telemetry(self, body: dict[str, Any]) -> None:
         message = Message(body=wire.encode({"v": wire.PROTOCOL_VERSION, **body}),

@@ -1,29 +1,46 @@
 """Rebuild a shard's exact state after a crash: checkpoint + journal, hash-checked.
 
-Records after the checkpoint are re-applied in order: each result whose command ran is re-run
-for its effect (its stored result is kept, so answers stay byte-identical) and each stepped
-boundary runs its tick and must reproduce the journaled state hash. Boundaries after the last
-"outputs sent" marker are published again: results from the journal, telemetry rebuilt from
-state (identical to the first send because it depends on nothing else).
+docs/PROTOCOL.md, guarantee 4. Records after the checkpoint are re-applied in order: each
+result whose command ran is re-run for its effect (its stored result is kept, so answers stay
+byte-identical) and each stepped boundary runs its tick and must reproduce the journaled state
+hash. Boundaries after the last "outputs sent" mark are to be published again: results from the
+journal, telemetry rebuilt from state (identical to the first send because it depends on
+nothing else). ``recover`` returns them; the worker puts them in its outbox.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.config import SimulationConfig
-from shared.snapshot import SnapshotError, encode_snapshot, write_atomic
+from shared.console.results import results_to_wire
+from shared.loop import SimulationLoop
+from shared.snapshot import SnapshotError, write_atomic
+from workers.shard.durability import checkpoint_data
+from workers.shard.records import BoundaryRecord, JournalRecord, SentMark
 from workers.shard.statedir import StateDir
 
-if TYPE_CHECKING:
-    from shared.loop import SimulationLoop
-    from workers.shard.worker import ShardWorker
+
+class Divergence(RuntimeError):
+    """Replaying the journal produced a different state hash: never tick on suspect state."""
 
 
-def checkpoint_data(loop: SimulationLoop, config: SimulationConfig, journal_seq: int) -> bytes:
-    """A worker checkpoint: the complete state, plus the journal records it covers."""
-    return encode_snapshot(loop.world, config, {**loop.shell_state(), "journal_seq": journal_seq})
+@dataclass(frozen=True)
+class Resend:
+    """A recovered boundary whose outputs may not have gone out."""
+
+    record: BoundaryRecord
+    telemetry: dict[str, Any] | None  # the tick's message, rebuilt (None: not stepped)
+
+
+@dataclass(frozen=True)
+class Recovered:
+    last_seq: int  # the journal sequence number to continue after
+    resend: list[Resend]
+    checkpoint_seq: int  # the journal position the checkpoint covered (0: no checkpoint)
+    replayed: int  # journal records after it, re-applied
 
 
 def seed_state_dir(root: Path, loop: SimulationLoop, config: SimulationConfig) -> Path:
@@ -47,12 +64,9 @@ def seed_state_dir(root: Path, loop: SimulationLoop, config: SimulationConfig) -
     return state.snapshot_path
 
 
-def recover(worker: ShardWorker) -> int:
-    """Restore ``worker.loop`` from its state dir; returns the last journal sequence number."""
-    from workers.shard.worker import Divergence, Outgoing
-
-    loop, state, log = worker.loop, worker.state, worker.log
-    assert worker.journal is not None
+def recover(loop: SimulationLoop, state: StateDir,
+            journal: list[JournalRecord]) -> Recovered:
+    """Restore ``loop`` from the checkpoint in ``state`` and the ``journal`` records."""
     base_seq = 0
     if state.snapshot_path.exists():
         try:
@@ -60,51 +74,43 @@ def recover(worker: ShardWorker) -> int:
         except SnapshotError as exc:
             raise SnapshotError(f"{state.snapshot_path}: {exc}") from None
         base_seq = int(extra.get("journal_seq", 0))
-    records = [r for r in worker.journal.records() if int(r["seq"]) > base_seq]
-    sent_through = max([int(r["seq"]) for r in records if r["k"] == "out"], default=base_seq)
-    resend: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    boundaries = [r for r in records if r["k"] == "b"]
-    stepped = [r for r in boundaries if r["stepped"]]
+    records = [r for r in journal if r.seq > base_seq]
+    sent_through = max([r.seq for r in records if isinstance(r, SentMark)], default=base_seq)
+    boundaries = [r for r in records if isinstance(r, BoundaryRecord)]
+    stepped = [r for r in boundaries if r.stepped]
     # Telemetry diffs are against the end of the previous stepped tick, so the base is taken
     # right after that tick replays (paused boundaries in between may change the world).
-    primes_after = {int(a["seq"]) for a, b in zip(stepped, stepped[1:], strict=False)
-                    if int(b["seq"]) > sent_through}
-    if stepped and int(stepped[0]["seq"]) > sent_through:
+    primes_after = {a.seq for a, b in zip(stepped, stepped[1:], strict=False)
+                    if b.seq > sent_through}
+    if stepped and stepped[0].seq > sent_through:
         loop.telemetry.prime(loop.world)
+    resend: list[Resend] = []
     last_seq = base_seq
     for record in boundaries:
-        last_seq = int(record["seq"])
-        message = _replay_boundary(worker, record, republish=last_seq > sent_through)
-        if last_seq in primes_after:
+        last_seq = record.seq
+        message = _replay_boundary(loop, record, republish=record.seq > sent_through)
+        if record.seq in primes_after:
             loop.telemetry.prime(loop.world)
-        if int(record["seq"]) > sent_through:
-            resend.append((record, message))
-        if record["stepped"] and loop.last_hash != record["hash"]:
-            raise Divergence(f"replay of tick {record['boundary']} gave {loop.last_hash}, "
-                             f"journal has {record['hash']}")
+        if record.seq > sent_through:
+            resend.append(Resend(record, message))
+        if record.stepped and loop.last_hash != record.hash:
+            raise Divergence(f"replay of tick {record.boundary} gave {loop.last_hash}, "
+                             f"journal has {record.hash}")
     loop.telemetry.prime(loop.world)
-    if records or base_seq:
-        log.info("recovered", tick=loop.tick, checkpoint_seq=base_seq, replayed=len(records),
-                 resent=len(resend), state_hash=loop.last_hash)
-    for record, message in resend:
-        replies = record.get("replies") or [[None, None]] * len(record["results"])
-        worker.outbox.append(Outgoing(int(record["seq"]), record["results"], replies, message))
-    worker.flush()  # what the broker can't take now stays in the outbox, in order
-    return max(last_seq, base_seq)
+    return Recovered(max(last_seq, base_seq), resend, base_seq, len(records))
 
 
-def _replay_boundary(worker: ShardWorker, record: dict[str, Any],
+def _replay_boundary(loop: SimulationLoop, record: BoundaryRecord,
                      republish: bool) -> dict[str, Any] | None:
-    loop = worker.loop
-    boundary = int(record["boundary"])
-    for result in record["results"]:
+    for result in record.results:
         loop.router.reapply(result)
-    if "auto_ids" in record:  # ids handed out at this boundary must not be handed out again
-        loop.telemetry.restore_auto_ids(record["auto_ids"])
-    loop.telemetry.record_results(boundary, record["results"])
-    if not record["stepped"]:
+    if record.auto_ids is not None:  # ids handed out at this boundary must not be again
+        loop.router.ledger.restore_auto_ids(record.auto_ids)
+    results = results_to_wire(list(record.results))
+    loop.telemetry.record_results(record.boundary, results)
+    if not record.stepped:
         return None
-    events, digest = loop.advance(boundary)
+    events, digest = loop.advance(record.boundary)
     if not republish:
         return None
-    return loop.telemetry.tick_message(loop.world, digest, events, record["results"])
+    return loop.telemetry.tick_message(loop.world, digest, events, results)

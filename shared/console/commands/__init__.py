@@ -1,12 +1,27 @@
-"""The console command catalogue: importing this package registers every command.
+"""The console command catalogue (docs/CONSOLE.md, "Commands").
 
-``REGISTRY`` is the single table the router dispatches from and ``help`` lists.
+``default_registry()`` is the one table a router dispatches from and ``help`` lists; it is
+built when called, from each command module's ``SPECS``. To add a command, write its handler
+in the module of its kind (``status``: read-only, ``admin``: changes the world,
+``loop_controls``: runs the shard) and add its entry to that module's ``SPECS``.
 """
 
 from __future__ import annotations
 
-from . import admin, loop_controls, status  # noqa: F401  (registration side effect)
+from . import admin, loop_controls, status
 from .args import ArgReader
-from .registry import REGISTRY, CommandSpec, Context, Controls, Registry
+from .registry import CommandSpec, Context, Controls, Registry, spec
 
-__all__ = ["REGISTRY", "ArgReader", "CommandSpec", "Context", "Controls", "Registry"]
+MODULES = (status, admin, loop_controls)
+
+
+def default_registry() -> Registry:
+    """Every command this shard runs, in a fresh table."""
+    registry = Registry()
+    for module in MODULES:
+        module.register(registry)
+    return registry
+
+
+__all__ = ["ArgReader", "CommandSpec", "Context", "Controls", "Registry", "default_registry",
+           "spec"]

@@ -2,7 +2,11 @@
 
 A command is registered with its name, role, usage line, one-line summary and whether it
 changes state; ``help`` reads the very same entries, so it can never list a command the router
-does not run (or miss one it does).
+does not run (or miss one it does). See docs/CONSOLE.md, "Commands".
+
+Nothing registers itself on import: each command module lists its ``SPECS`` and
+``shared.console.commands.default_registry()`` composes them, so a router (or a test) gets
+exactly the table it was given.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from .args import ArgReader
 if TYPE_CHECKING:
     from shared.config import SimulationConfig
     from shared.sim.world import World
-    from shared.telemetry import TelemetryHub
+    from shared.telemetry import Health, TelemetryHub
 
 ROLES = ("viewer", "admin")
 
@@ -39,19 +43,27 @@ class Controls(Protocol):
 
 @dataclass
 class Context:
-    """What a handler may use. ``tick`` is the tick boundary the command is applied at."""
+    """What a handler may use. ``tick`` is the tick boundary the command is applied at;
+    ``health`` reads the shard's health now (the loop's or the worker's)."""
 
     world: World
     telemetry: TelemetryHub
     config: SimulationConfig
     registry: Registry
     tick: int
+    health: Callable[[], Health]
     controls: Controls | None = None
     policy_provider: str | None = None
     telemetry_provider: str | None = None
 
 
 Handler = Callable[[Context, ArgReader], dict[str, Any]]
+
+
+def spec(name: str, handler: Handler, *, summary: str, role: str = "viewer",
+         usage: str | None = None, mutating: bool = False) -> CommandSpec:
+    """A catalogue entry; ``usage`` defaults to the bare name."""
+    return CommandSpec(name, role, usage or name, summary, handler, mutating)
 
 
 @dataclass(frozen=True)
@@ -75,8 +87,10 @@ class CommandSpec:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, specs: tuple[CommandSpec, ...] = ()) -> None:
         self._specs: dict[str, CommandSpec] = {}
+        for entry in specs:
+            self.add(entry)
 
     def add(self, spec: CommandSpec) -> None:
         if spec.role not in ROLES:
@@ -90,7 +104,8 @@ class Registry:
         """Decorator registering ``handler`` under ``name``."""
 
         def register(handler: Handler) -> Handler:
-            self.add(CommandSpec(name, role, usage or name, summary, handler, mutating))
+            self.add(spec(name, handler, summary=summary, role=role, usage=usage,
+                          mutating=mutating))
             return handler
 
         return register
@@ -109,7 +124,3 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._specs)
-
-
-REGISTRY = Registry()
-command = REGISTRY.command

@@ -11,10 +11,11 @@ from typing import Any
 
 from shared.console.envelope import ConsoleError, ErrorCode
 from shared.sim import views
+from shared.sim.events import events_to_wire
 from shared.sim.social import SOCIAL_EVENT_HISTORY, ties_of
 
 from .args import ArgReader, invalid
-from .registry import Context, command
+from .registry import CommandSpec, Context, Registry, spec
 
 RESULT_FIELDS = ("cmd_id", "name", "status", "tick", "issuer", "latency_ms", "error")
 
@@ -31,17 +32,17 @@ def schema_fields(ctx: Context) -> dict[str, Any]:
     """The shard's schema version and a warning when the console does not support it."""
     console = ctx.config.console
     version, low, high = (_version(v) for v in (console.schema_version,
-                                                 console.supported_schema_min,
-                                                 console.supported_schema_max))
+                                                console.supported_schema_min,
+                                                console.supported_schema_max))
     warning = None
     if version is None or low is None or high is None:
         warning = (f"cannot compare schema version {console.schema_version!r} with the "
-                   f"supported range [{console.supported_schema_min}, "
-                   f"{console.supported_schema_max}]")
+                  f"supported range [{console.supported_schema_min}, "
+                  f"{console.supported_schema_max}]")
     elif not low <= version <= high:
         warning = (f"shard schema_version {console.schema_version} is outside the console's "
-                   f"supported range [{console.supported_schema_min}, "
-                   f"{console.supported_schema_max}]; fields may be missing or renamed")
+                  f"supported range [{console.supported_schema_min}, "
+                  f"{console.supported_schema_max}]; fields may be missing or renamed")
     return {"schema_version": console.schema_version, "schema_warning": warning}
 
 
@@ -50,11 +51,9 @@ def _compact_results(ctx: Context) -> list[dict[str, Any]]:
     # Outcomes only, not bodies: a snapshot quoting the previous snapshot's body would make
     # every snapshot larger than the last.
     return [{k: r[k] for k in RESULT_FIELDS if k in r}
-            for r in ctx.telemetry.latest_console_results()]
+           for r in ctx.telemetry.latest_console_results()]
 
 
-@command("telemetry_snapshot", summary="Schema, tick, employment, jobs, needs, relationships, "
-         "latest console results and health.")
 def telemetry_snapshot(ctx: Context, r: ArgReader) -> dict[str, Any]:
     r.done()
     world = ctx.world
@@ -68,7 +67,7 @@ def telemetry_snapshot(ctx: Context, r: ArgReader) -> dict[str, Any]:
         "needs": views.needs_summary(world),
         "relationships": views.relationships_summary(world),
         "console_results": _compact_results(ctx),
-        "health": dict(ctx.telemetry.health),
+        "health": ctx.health().to_wire(),
         "providers": {"policy": ctx.policy_provider, "telemetry": ctx.telemetry_provider},
     }
 
@@ -79,33 +78,29 @@ def pending_agents(ctx: Context) -> list[dict[str, Any]]:
     for agent_id in queue.queue:
         slot = world.agents.slot_of.get(agent_id)
         entry: dict[str, Any] = {
-            "agent_id": agent_id,
-            "enqueued_at": queue.enqueued_at[agent_id],
-            "waiting_ticks": world.tick - queue.enqueued_at[agent_id],
-            "manual_approved": agent_id in queue.manual,
+           "agent_id": agent_id,
+           "enqueued_at": queue.enqueued_at[agent_id],
+           "waiting_ticks": world.tick - queue.enqueued_at[agent_id],
+           "manual_approved": agent_id in queue.manual,
         }
         if slot is not None:
-            entry.update(views.job_view(world, slot))
+           entry.update(views.job_view(world, slot))
         out.append(entry)
     return out
 
 
-@command("employment_status", summary="Employment exit queue metrics and the pending agents.")
 def employment_status(ctx: Context, r: ArgReader) -> dict[str, Any]:
     r.done()
     return {**schema_fields(ctx), "metrics": ctx.world.employment.metrics(),
-            "pending_agents": pending_agents(ctx)}
+           "pending_agents": pending_agents(ctx)}
 
 
-@command("employment_exit", role="admin", mutating=True,
-         usage="employment_exit review | approve <agent_id> | defer <agent_id>",
-         summary="Review the exit queue, approve a manual exit, or defer (un-queue) an agent.")
 def employment_exit(ctx: Context, r: ArgReader) -> dict[str, Any]:
     action = r.choice("action", ("review", "approve", "defer"))
     if action == "review":
         r.done()
         return {"action": "review", **ctx.world.employment.metrics(),
-                "pending_agents": pending_agents(ctx)}
+               "pending_agents": pending_agents(ctx)}
     agent_id = r.text("agent_id")
     r.done()
     ctx.world.require_agent(agent_id)  # unknown agent -> not_found, before anything changes
@@ -118,8 +113,6 @@ def employment_exit(ctx: Context, r: ArgReader) -> dict[str, Any]:
 
 
 # -- agents, objects, relationships -----------------------------------------------------------
-@command("agent_status", usage="agent_status <agent_id>",
-         summary="One agent: position, needs, wallet, job and shift, what it is doing.")
 def agent_status(ctx: Context, r: ArgReader) -> dict[str, Any]:
     agent_id = r.text("agent_id")
     r.done()
@@ -131,12 +124,10 @@ def _object_slot(ctx: Context, object_id: str) -> int:
     slot = ctx.world.objects.slot_of.get(object_id)
     if slot is None:
         raise ConsoleError(ErrorCode.NOT_FOUND, f"unknown object {object_id!r}",
-                           {"objects": list(ctx.world.objects.ids)})
+                          {"objects": list(ctx.world.objects.ids)})
     return slot
 
 
-@command("affordance_status", usage="affordance_status [object_id]",
-         summary="Objects: occupant, progress, queue, stock; power and water.")
 def affordance_status(ctx: Context, r: ArgReader) -> dict[str, Any]:
     object_id = r.text("object_id", None)
     r.done()
@@ -148,8 +139,6 @@ def affordance_status(ctx: Context, r: ArgReader) -> dict[str, Any]:
     return {"power_on": world.power_on, "water_on": world.water_on, "objects": objects}
 
 
-@command("queue_inspect", usage="queue_inspect <object_id>",
-         summary="The reservation queue of one object, in grant order.")
 def queue_inspect(ctx: Context, r: ArgReader) -> dict[str, Any]:
     object_id = r.text("object_id")
     r.done()
@@ -158,8 +147,6 @@ def queue_inspect(ctx: Context, r: ArgReader) -> dict[str, Any]:
     return {**{k: view[k] for k in keys}, "queue_length": len(view["queue"])}
 
 
-@command("relationship_summary", usage="relationship_summary [agent_id]",
-         summary="Town-wide tie statistics, or one agent's ties.")
 def relationship_summary(ctx: Context, r: ArgReader) -> dict[str, Any]:
     agent_id = r.text("agent_id", None)
     r.done()
@@ -170,33 +157,61 @@ def relationship_summary(ctx: Context, r: ArgReader) -> dict[str, Any]:
     return {**summary, "agent_id": agent_id, "ties": ties_of(ctx.world, slot)}
 
 
-@command("relationship_detail", role="admin", usage="relationship_detail <agent_id>",
-         summary="One agent's ties and rivalry ledger.")
 def relationship_detail(ctx: Context, r: ArgReader) -> dict[str, Any]:
     agent_id = r.text("agent_id")
     r.done()
     return views.relationship_detail(ctx.world, ctx.world.require_agent(agent_id))
 
 
-@command("social_events", usage=f"social_events [limit=20, 1..{SOCIAL_EVENT_HISTORY}]",
-         summary="The most recent chats and shared meals, oldest first.")
 def social_events(ctx: Context, r: ArgReader) -> dict[str, Any]:
     limit = r.integer("limit", 20)
     r.done()
     if not 1 <= limit <= SOCIAL_EVENT_HISTORY:
         raise invalid(f"limit must be between 1 and {SOCIAL_EVENT_HISTORY}, got {limit}")
-    events = ctx.world.social_events[-limit:]
-    return {"limit": limit, "count": len(events), "events": list(events)}
+    events = events_to_wire(ctx.world.social_events[-limit:])
+    return {"limit": limit, "count": len(events), "events": events}
 
 
-@command("help", usage="help [command]", summary="List the commands (or one) with usage and role.")
 def help_command(ctx: Context, r: ArgReader) -> dict[str, Any]:
     name = r.text("command", None)
     r.done()
     if name is None:
-        return {"commands": [spec.describe() for spec in ctx.registry.specs()]}
-    spec = ctx.registry.get(name)
-    if spec is None:
+        return {"commands": [entry.describe() for entry in ctx.registry.specs()]}
+    entry = ctx.registry.get(name)
+    if entry is None:
         raise ConsoleError(ErrorCode.NOT_FOUND, f"unknown command {name!r}",
-                           {"commands": ctx.registry.names()})
-    return {"commands": [spec.describe()]}
+                          {"commands": ctx.registry.names()})
+    return {"commands": [entry.describe()]}
+
+
+SPECS: tuple[CommandSpec, ...] = (
+    spec("telemetry_snapshot", telemetry_snapshot,
+         summary="Schema, tick, employment, jobs, needs, relationships, latest console results "
+         "and health."),
+    spec("employment_status", employment_status,
+         summary="Employment exit queue metrics and the pending agents."),
+    spec("employment_exit", employment_exit, role="admin", mutating=True,
+         usage="employment_exit review | approve <agent_id> | defer <agent_id>",
+         summary="Review the exit queue, approve a manual exit, or defer (un-queue) an agent."),
+    spec("agent_status", agent_status, usage="agent_status <agent_id>",
+         summary="One agent: position, needs, wallet, job and shift, what it is doing."),
+    spec("affordance_status", affordance_status, usage="affordance_status [object_id]",
+         summary="Objects: occupant, progress, queue, stock; power and water."),
+    spec("queue_inspect", queue_inspect, usage="queue_inspect <object_id>",
+         summary="The reservation queue of one object, in grant order."),
+    spec("relationship_summary", relationship_summary, usage="relationship_summary [agent_id]",
+         summary="Town-wide tie statistics, or one agent's ties."),
+    spec("relationship_detail", relationship_detail, role="admin",
+         usage="relationship_detail <agent_id>",
+         summary="One agent's ties and rivalry ledger."),
+    spec("social_events", social_events,
+         usage=f"social_events [limit=20, 1..{SOCIAL_EVENT_HISTORY}]",
+         summary="The most recent chats and shared meals, oldest first."),
+    spec("help", help_command, usage="help [command]",
+         summary="List the commands (or one) with usage and role."),
+)
+
+
+def register(registry: Registry) -> None:
+    for entry in SPECS:
+        registry.add(entry)
