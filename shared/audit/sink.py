@@ -1,7 +1,8 @@
 """The console audit log: ``logs/console/commands.jsonl``, one JSON line per (shard_id, cmd_id).
 
-Guarantee 5 of the protocol lives here: exactly one line per command, never a torn line, never a
-token. How each part is kept:
+Guarantee 5 of docs/PROTOCOL.md lives here: exactly one line per command (a refusal keyed apart,
+docs/CONSOLE.md, "Results history and the audit log"), never a torn line, never a token. How
+each part is kept:
 
 * exactly once: an in-memory key index, rebuilt at open from the current file and every rotated
   file, makes ``append`` refuse a key already written; a key enters the index only after its

@@ -29,7 +29,7 @@ def checkpoint_data(loop: SimulationLoop, config: SimulationConfig, journal_seq:
 
 
 class Durability:
-    def __init__(self, state: StateDir, errors: LastError, log: Any, *,
+    def __init__(self, state: StateDir, errors: LastError, log: Any,
                  checkpoint_every: int) -> None:
         self.state = state
         self.errors = errors

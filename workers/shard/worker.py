@@ -13,10 +13,9 @@ Step 4 goes through the outbox: while the broker is unreachable the town keeps t
 boundary is durable in the journal already) and the outbox publishes the backlog in order once
 the broker is back. Only a full outbox (``outbox_limit`` boundaries) makes the worker hold.
 
-This module is the orchestration only. The parts never call each other or back up here:
-``Inbox`` (receive, early answers, apply), ``Outbox`` (publish in order, ack), ``Durability``
-(journal, sent marks, checkpoints) and ``recover`` return what happened, and broker errors
-go to one ``BrokerTrouble`` whose repairs (drop the inbox, declare again) the worker makes.
+This module only orchestrates: ``Inbox`` (receive, early answers, apply), ``Outbox`` (publish
+in order, ack), ``Durability`` (journal, sent marks, checkpoints) and ``recover`` never call
+each other or back up here; broker errors go to ``BrokerTrouble``, whose repairs we make.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
 
@@ -37,6 +34,7 @@ from shared.telemetry import Health
 from shared.topology import Topology, declare_shard
 from workers.shard.durability import Durability
 from workers.shard.inbox import Inbox
+from workers.shard.options import WorkerOptions
 from workers.shard.outbox import Outbox, Outgoing
 from workers.shard.outputs import Outputs
 from workers.shard.records import BoundaryRecord
@@ -44,28 +42,14 @@ from workers.shard.recovery import recover
 from workers.shard.statedir import StateDir
 from workers.shard.trouble import BrokerTrouble
 
+__all__ = ["ShardWorker", "StopRequested", "WorkerOptions"]
+
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
 PAUSED_POLL_S = 0.05
 
 
 class StopRequested(Exception):
     """Raised out of a retry loop when the worker is asked to stop."""
-
-
-@dataclass
-class WorkerOptions:
-    shard_id: str
-    state_dir: Path
-    tick_rate_hz: float | None = None  # None: keep the shard's own (console-settable) rate
-    checkpoint_every: int = 200
-    health_every_s: float = 1.0
-    # Unacked deliveries held at once; None = the per-tick budget. Kept small on purpose: every
-    # delivery held when a worker dies counts toward the queue's delivery limit.
-    prefetch: int | None = None
-    max_ticks: int | None = None  # stop after this process has run this many ticks
-    # Boundaries kept unsent while the broker is unreachable before the worker stops ticking.
-    outbox_limit: int = 10_000
-    until_tick: int | None = None  # stop once the town reaches this tick (counts recovered ones)
 
 
 class ShardWorker:
@@ -91,8 +75,7 @@ class ShardWorker:
         self.inbox = Inbox(self.loop.router, self.trouble, self.log, clock=clock, sleep=sleep,
                            max_body_bytes=config.console.max_body_bytes)
         self.outbox = Outbox(broker, self.outputs, self.trouble, self.log)
-        self.durability = Durability(self.state, errors, self.log,
-                                     checkpoint_every=options.checkpoint_every)
+        self.durability = Durability(self.state, errors, self.log, options.checkpoint_every)
         self.ticks_run = 0
         self._undurable = False  # a boundary's results are stored in memory but not journaled
         self._last_health = 0.0

@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.config import NEEDS
 from shared.sim import ops, social, views
-from shared.sim.events import events_to_wire
+from shared.sim.events import event_to_wire, events_to_wire
 
 from .args import ArgReader, invalid, to_number, to_pair
 from .registry import CommandSpec, Context, Registry, spec
@@ -33,7 +33,7 @@ def spawn(ctx: Context, r: ArgReader) -> dict[str, Any]:
     wallet = r.number("wallet", None)
     r.done()
     slot = ops.spawn(ctx.world, agent_id, position, job=job, home=home, needs=needs,
-                    wallet=wallet)
+                     wallet=wallet)
     return {"spawned": True, "agent": views.agent_view(ctx.world, slot)}
 
 
@@ -44,8 +44,8 @@ def teleport(ctx: Context, r: ArgReader) -> dict[str, Any]:
     before = views.agent_view(ctx.world, ctx.world.require_agent(agent_id))
     events = ops.teleport(ctx.world, agent_id, position, ctx.tick)
     return {"agent_id": agent_id, "from": before["position"], "position": list(position),
-           "abandoned": {"using": before["using"], "queued_for": before["queued_for"]},
-           "events": events}
+            "abandoned": {"using": before["using"], "queued_for": before["queued_for"]},
+            "events": events_to_wire(events)}
 
 
 def setneed(ctx: Context, r: ArgReader) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def price(ctx: Context, r: ArgReader) -> dict[str, Any]:
     r.done()
     previous = ops.set_price(ctx.world, key, value)
     return {"key": key, "previous": previous, "price": ctx.world.prices[key],
-           "prices": dict(sorted(ctx.world.prices.items()))}
+            "prices": dict(sorted(ctx.world.prices.items()))}
 
 
 def set_rel(ctx: Context, r: ArgReader) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def set_rel(ctx: Context, r: ArgReader) -> dict[str, Any]:
     current = social.tie(world, world.require_agent(a_id), world.require_agent(b_id))
     merged = {k: current[k] if v is None else v for k, v in values.items()}
     tie_ab, tie_ba = ops.set_relationship(world, a_id, b_id, merged["trust"],
-                                         merged["familiarity"], merged["rivalry"])
+                                          merged["familiarity"], merged["rivalry"])
     return {"agent_a": a_id, "agent_b": b_id, "tie_ab": tie_ab, "tie_ba": tie_ba}
 
 
@@ -91,15 +91,16 @@ def force_chat(ctx: Context, r: ArgReader) -> dict[str, Any]:
         payload = r.value("payload")
         r.done()  # the payload form takes nothing else
         if not isinstance(payload, dict):
-           raise invalid("payload must be a map {speaker, listener, quality}")
+            raise invalid("payload must be a map {speaker, listener, quality}")
         r = ArgReader(r.usage, (), payload)
     speaker, listener = r.text("speaker"), r.text("listener")
     quality = r.number("quality", 1.0)
     r.done()
     event, speaker_tie, listener_tie = ops.force_chat(ctx.world, speaker, listener, quality,
-                                                     ctx.tick)
-    return {"speaker": speaker, "listener": listener, "quality": event["quality"],
-           "event": event, "speaker_tie": speaker_tie, "listener_tie": listener_tie}
+                                                      ctx.tick)
+    wire = event_to_wire(event)  # the chat as applied (its quality clamped to [0, 1])
+    return {"speaker": speaker, "listener": listener, "quality": wire["quality"],
+            "event": wire, "speaker_tie": speaker_tie, "listener_tie": listener_tie}
 
 
 def set_exit_cap(ctx: Context, r: ArgReader) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def set_exit_cap(ctx: Context, r: ArgReader) -> dict[str, Any]:
     r.done()
     previous = ops.set_exit_cap(ctx.world, cap)
     return {"previous": previous, "daily_exit_cap": cap,
-           "metrics": ctx.world.employment.metrics()}
+            "metrics": ctx.world.employment.metrics()}
 
 
 def perturb(ctx: Context, r: ArgReader) -> dict[str, Any]:

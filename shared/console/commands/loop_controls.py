@@ -21,7 +21,7 @@ MAX_TICK_RATE_HZ = 10_000.0
 def _controls(ctx: Context, name: str) -> Controls:
     if ctx.controls is None:
         raise ConsoleError(ErrorCode.UNSUPPORTED,
-                          f"{name} needs the simulation loop's controls; this router has none")
+                           f"{name} needs the simulation loop's controls; this router has none")
     return ctx.controls
 
 

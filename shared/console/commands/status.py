@@ -32,17 +32,17 @@ def schema_fields(ctx: Context) -> dict[str, Any]:
     """The shard's schema version and a warning when the console does not support it."""
     console = ctx.config.console
     version, low, high = (_version(v) for v in (console.schema_version,
-                                                console.supported_schema_min,
-                                                console.supported_schema_max))
+                                                 console.supported_schema_min,
+                                                 console.supported_schema_max))
     warning = None
     if version is None or low is None or high is None:
         warning = (f"cannot compare schema version {console.schema_version!r} with the "
-                  f"supported range [{console.supported_schema_min}, "
-                  f"{console.supported_schema_max}]")
+                   f"supported range [{console.supported_schema_min}, "
+                   f"{console.supported_schema_max}]")
     elif not low <= version <= high:
         warning = (f"shard schema_version {console.schema_version} is outside the console's "
-                  f"supported range [{console.supported_schema_min}, "
-                  f"{console.supported_schema_max}]; fields may be missing or renamed")
+                   f"supported range [{console.supported_schema_min}, "
+                   f"{console.supported_schema_max}]; fields may be missing or renamed")
     return {"schema_version": console.schema_version, "schema_warning": warning}
 
 
@@ -51,7 +51,7 @@ def _compact_results(ctx: Context) -> list[dict[str, Any]]:
     # Outcomes only, not bodies: a snapshot quoting the previous snapshot's body would make
     # every snapshot larger than the last.
     return [{k: r[k] for k in RESULT_FIELDS if k in r}
-           for r in ctx.telemetry.latest_console_results()]
+            for r in ctx.telemetry.latest_console_results()]
 
 
 def telemetry_snapshot(ctx: Context, r: ArgReader) -> dict[str, Any]:
@@ -78,13 +78,13 @@ def pending_agents(ctx: Context) -> list[dict[str, Any]]:
     for agent_id in queue.queue:
         slot = world.agents.slot_of.get(agent_id)
         entry: dict[str, Any] = {
-           "agent_id": agent_id,
-           "enqueued_at": queue.enqueued_at[agent_id],
-           "waiting_ticks": world.tick - queue.enqueued_at[agent_id],
-           "manual_approved": agent_id in queue.manual,
+            "agent_id": agent_id,
+            "enqueued_at": queue.enqueued_at[agent_id],
+            "waiting_ticks": world.tick - queue.enqueued_at[agent_id],
+            "manual_approved": agent_id in queue.manual,
         }
         if slot is not None:
-           entry.update(views.job_view(world, slot))
+            entry.update(views.job_view(world, slot))
         out.append(entry)
     return out
 
@@ -92,7 +92,7 @@ def pending_agents(ctx: Context) -> list[dict[str, Any]]:
 def employment_status(ctx: Context, r: ArgReader) -> dict[str, Any]:
     r.done()
     return {**schema_fields(ctx), "metrics": ctx.world.employment.metrics(),
-           "pending_agents": pending_agents(ctx)}
+            "pending_agents": pending_agents(ctx)}
 
 
 def employment_exit(ctx: Context, r: ArgReader) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def employment_exit(ctx: Context, r: ArgReader) -> dict[str, Any]:
     if action == "review":
         r.done()
         return {"action": "review", **ctx.world.employment.metrics(),
-               "pending_agents": pending_agents(ctx)}
+                "pending_agents": pending_agents(ctx)}
     agent_id = r.text("agent_id")
     r.done()
     ctx.world.require_agent(agent_id)  # unknown agent -> not_found, before anything changes
@@ -124,7 +124,7 @@ def _object_slot(ctx: Context, object_id: str) -> int:
     slot = ctx.world.objects.slot_of.get(object_id)
     if slot is None:
         raise ConsoleError(ErrorCode.NOT_FOUND, f"unknown object {object_id!r}",
-                          {"objects": list(ctx.world.objects.ids)})
+                           {"objects": list(ctx.world.objects.ids)})
     return slot
 
 
@@ -180,7 +180,7 @@ def help_command(ctx: Context, r: ArgReader) -> dict[str, Any]:
     entry = ctx.registry.get(name)
     if entry is None:
         raise ConsoleError(ErrorCode.NOT_FOUND, f"unknown command {name!r}",
-                          {"commands": ctx.registry.names()})
+                           {"commands": ctx.registry.names()})
     return {"commands": [entry.describe()]}
 
 
