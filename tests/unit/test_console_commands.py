@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared.config import SimulationConfig, load_config
-from shared.console.commands import default_registry
+from shared.console.commands import default_registry, spec
 from shared.console.handlers import ConsoleCommand, create_console_router
 from shared.loop import SimulationLoop
 from shared.sim.persist import state_hash
@@ -310,6 +310,18 @@ def test_pause_resume_and_tick_rate(loop: SimulationLoop) -> None:
     fails(loop, "invalid_args", "set_tick_rate", "fast")
 
 
+def test_health_shows_the_controls_and_the_queue_in_its_wire_form(loop: SimulationLoop) -> None:
+    ok(loop, "pause")
+    loop.telemetry.queue_console_command({"name": "help"})
+    message = loop.telemetry.health_message(loop.tick, loop.health())
+    assert message["kind"] == "health"
+    health = message["payload"]["health"]
+    assert list(health) == ["tick_rate_hz", "queue_depth", "last_error", "broker_reconnects",
+                            "paused", "unsent_outputs"]  # docs/PROTOCOL.md, unchanged
+    assert (health["paused"], health["queue_depth"], health["unsent_outputs"]) == (True, 1, 0)
+    assert ok(loop, "telemetry_snapshot")["health"] == health  # one view, two readers
+
+
 def test_snapshot_save(loop: SimulationLoop, tmp_path: Path) -> None:
     loop.run_for_ticks(2)
     result = ok(loop, "snapshot_save")
@@ -352,3 +364,10 @@ def test_every_seed_and_spec_command_is_registered() -> None:
     assert admin == expected - {"telemetry_snapshot", "employment_status", "help",
                                 "relationship_summary", "social_events", "affordance_status",
                                 "queue_inspect", "agent_status"}
+
+
+def test_the_registry_is_built_when_asked_not_on_import() -> None:
+    first, second = default_registry(), default_registry()
+    first.add(spec("extra", lambda ctx, r: {}, summary="only in the first table"))
+    assert "extra" in first and "extra" not in second
+    assert second.names() == REGISTRY.names()

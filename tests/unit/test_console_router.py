@@ -1,5 +1,5 @@
-"""The router's checks, in SPEC order, and its exactly-once guarantees (replay, conflict,
-budget)."""
+"""The router's checks, in the order of docs/CONSOLE.md ("Checks and their order"), and its
+exactly-once guarantees (replay, conflict, budget)."""
 
 from __future__ import annotations
 
