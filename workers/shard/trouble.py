@@ -33,6 +33,9 @@ class Repairs:
         return self.drop_inbox or self.redeclare
 
 
+NO_REPAIRS = Repairs()
+
+
 class BrokerTrouble:
     def __init__(self, errors: LastError, log: Any, clock: Callable[[], float],
                  unsent: Callable[[], int]) -> None:
@@ -59,6 +62,8 @@ class BrokerTrouble:
 
     def take_repairs(self) -> Repairs:
         """What the errors reported since the last call ask for (then forgotten)."""
+        if not (self._drop_inbox or self._redeclare):
+            return NO_REPAIRS  # the usual case, several times a tick: allocate nothing
         repairs = Repairs(self._drop_inbox, self._redeclare)
         self._drop_inbox = self._redeclare = False
         return repairs
