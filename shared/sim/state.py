@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -27,7 +27,7 @@ from shared.config import AffordanceSpec, SimulationConfig
 
 from .catalog import Catalog
 from .codec import log_field
-from .events import Event
+from .events import Event, event_to_wire
 from .tables import AGENT_COLUMNS, AgentTable, ColumnSpec
 
 # Social events kept for the console (docs/SIMULATION.md, "Relationships").
@@ -51,7 +51,7 @@ class Respawn(NamedTuple):
     home_y: int
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)  # a world is compared and shown by identity, as before
 class Scalars:
     """World-level values beside the tables. Persistence walks these fields one by one, so a
     field added here is saved, restored and hashed with no other edit."""
@@ -138,10 +138,15 @@ class State(Scalars, Catalog):
         self.agents = AgentTable(columns=agent_layout(self.systems))
         self.objects = self.initial_objects()
         self.parts: dict[str, SystemState] = {}
+        taken = {f.name for f in fields(Scalars)} | {"rng", "agents", "objects"}
         for system in self.systems:
             part = system.create_state(config)
-            if part is not None:
-                self.parts[system.name] = part
+            if part is None:
+                continue
+            if system.name in taken or system.name in self.parts:
+                # A part is exported under its system's name, beside the scalars and tables.
+                raise ValueError(f"{system.name!r} is already a name in the exported state")
+            self.parts[system.name] = part
 
     # -- agents ---------------------------------------------------------------------------
     def require_agent(self, agent_id: str) -> int:
@@ -158,7 +163,8 @@ class State(Scalars, Catalog):
         return agent_id
 
     def leave_queue(self, slot: int) -> None:
-        """Take an agent off the reservation queue it is in, if any ("Reservation queues")."""
+        """Take an agent off its reservation queue, if any (docs/SIMULATION.md, "Reservation
+        queues")."""
         ag = self.agents
         o = int(ag.queued_obj[slot])
         if o >= 0:
@@ -180,6 +186,6 @@ class State(Scalars, Catalog):
         self.log_digest = h.hexdigest()
 
     def record_social(self, event: Event) -> None:
-        self.chain(event.wire())
+        self.chain(event_to_wire(event))
         self.social_events.append(event)
         del self.social_events[: -SOCIAL_EVENT_HISTORY]

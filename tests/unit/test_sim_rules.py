@@ -1,4 +1,5 @@
-"""SPEC §2 rules an audit found broken: defer sticks, the six-tie cap keeps the strongest
+"""Rules an audit found broken (docs/SIMULATION.md, "The employment exit queue",
+"Relationships", "Jobs and shifts"): defer sticks, the six-tie cap keeps the strongest
 symmetrically, coworker effects obey features.relationships, and job windows lie in the day."""
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from shared.sim.world import World
 from tests.simtools import of_type, run, tiny_config
 
 FULL = {"hunger": 1.0, "hygiene": 1.0, "energy": 1.0}
-SPEC_DECAY = {"hunger": 0.01, "hygiene": 0.005, "energy": 0.008}
+# The documented decay rates (docs/SIMULATION.md, "Agents and needs").
+DOC_DECAY = {"hunger": 0.01, "hygiene": 0.005, "energy": 0.008}
 
 
 def lone_cook(**sections: Any) -> World:
@@ -92,11 +93,11 @@ def test_occupant_making_progress_is_never_released() -> None:
 
 def cooldown_town(*extra_objects: dict[str, Any], decay: dict[str, float] | None = None,
                   **sections: Any) -> World:
-    """The audit's repro: SPEC decay rates, a hungry agent on a stocked fridge, a stove."""
+    """The audit's repro: documented decay rates, a hungry agent on a stocked fridge, a stove."""
     return World(tiny_config(
         agents=[{"id": "a", "position": [1, 0], "needs": {**FULL, "hunger": 0.2},
                  "wallet": 10}],
-        rewards={"decay_rates": decay or SPEC_DECAY},
+        rewards={"decay_rates": decay or DOC_DECAY},
         objects=[{"id": "fridge", "type": "fridge", "position": [1, 0], "stock": 5},
                  {"id": "stove", "type": "stove", "position": [2, 0]}, *extra_objects],
         **sections))
@@ -126,7 +127,7 @@ def test_policy_does_not_target_an_object_cooling_down_for_the_agent() -> None:
 
 def canteen_town() -> World:
     """The repro plus a second type that feeds, so there is somewhere else to eat during the
-    fridge cooldown. Only hunger decays (at the SPEC rate) and the shift is late in the day:
+    fridge cooldown. Only hunger decays (at the documented rate) and the shift is late in the day:
     sleep and work would otherwise starve it whatever the queues do (a 60-tick sleep costs
     0.6 hunger; a worker leaves its shift only at hunger 0.15, too late to finish a meal)."""
     canteen = {"id": "eat_out", "object_type": "canteen", "duration": 15, "cost": 0.4,
