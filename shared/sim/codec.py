@@ -28,23 +28,42 @@ def log_field() -> Any:
 
 
 @functools.cache
-def _plan(cls: type) -> tuple[tuple[str, bool, Any, Field[Any]], ...]:
-    """(name, is_log, annotation, field) per field of ``cls``, resolved once per class."""
+def _plan(cls: type) -> tuple[tuple[str, str, Any, Field[Any]], ...]:
+    """(name, hash form, annotation, field) per field of ``cls``, resolved once per class.
+
+    The hash form is "length" for a log, "wire" for a value holding typed events (the JSON
+    encoder cannot take those), "as_is" for the rest.
+    """
     hints = typing.get_type_hints(cls)
-    return tuple((f.name, f.metadata.get("hashed_as") == "length", hints[f.name], f)
-                 for f in fields(cls))
+    plan = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        form = ("length" if f.metadata.get("hashed_as") == "length"
+                else "wire" if _holds_events(hint) else "as_is")
+        plan.append((f.name, form, hint, f))
+    return tuple(plan)
+
+
+def _holds_events(hint: Any) -> bool:
+    if isinstance(hint, type) and issubclass(hint, Event):
+        return True
+    return any(_holds_events(arg) for arg in typing.get_args(hint))
 
 
 def export_fields(obj: Any, cls: type, *, for_hash: bool = False) -> dict[str, Any]:
     """The fields ``cls`` declares, read from ``obj``, as JSON-able values (hash form on request).
 
-    The hash form passes values through untouched (the canonical JSON encoder copes), which
-    keeps the per-tick hash cheap; logs are reduced to their length.
+    The hash form passes plain values through untouched (the canonical JSON encoder copes),
+    which keeps the per-tick hash cheap; logs are reduced to their length.
     """
-    if for_hash:
-        return {name: len(getattr(obj, name)) if is_log else getattr(obj, name)
-                for name, is_log, _hint, _f in _plan(cls)}
-    return {name: to_wire(getattr(obj, name)) for name, _log, _hint, _f in _plan(cls)}
+    if not for_hash:
+        return {name: to_wire(getattr(obj, name)) for name, _form, _hint, _f in _plan(cls)}
+    out: dict[str, Any] = {}
+    for name, form, _hint, _f in _plan(cls):
+        value = getattr(obj, name)
+        out[name] = (len(value) if form == "length" else to_wire(value) if form == "wire"
+                     else value)
+    return out
 
 
 def restore_fields(obj: Any, cls: type, data: dict[str, Any]) -> None:
@@ -53,7 +72,7 @@ def restore_fields(obj: Any, cls: type, data: dict[str, Any]) -> None:
     A field the data lacks (written before the field existed) gets its declared default, so a
     restore never leaves a value from before it behind.
     """
-    for name, _log, hint, f in _plan(cls):
+    for name, _form, hint, f in _plan(cls):
         if name in data:
             value = from_wire(data[name], hint)
         elif f.default_factory is not MISSING:

@@ -27,27 +27,29 @@ class Event:
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
+@dataclass(frozen=True)
+class AgentEvent(Event):
+    """Something that happened to one agent (the fields every such event starts with)."""
+
+    tick: int
+    agent_id: str
+
+
 # -- agents (docs/SIMULATION.md, "Agents and needs") -----------------------------------------
 @dataclass(frozen=True)
-class AgentFaint(Event):
+class AgentFaint(AgentEvent):
     kind: ClassVar[str] = "agent_faint"
-    tick: int
-    agent_id: str
 
 
 @dataclass(frozen=True)
-class AgentRemoved(Event):
+class AgentRemoved(AgentEvent):
     kind: ClassVar[str] = "agent_removed"
-    tick: int
-    agent_id: str
     reason: str
 
 
 @dataclass(frozen=True)
-class AgentRespawned(Event):
+class AgentRespawned(AgentEvent):
     kind: ClassVar[str] = "agent_respawned"
-    tick: int
-    agent_id: str
     origin: str
 
 
@@ -60,9 +62,7 @@ class NightlyReset(Event):
 
 # -- shifts (docs/SIMULATION.md, "Jobs and shifts") ------------------------------------------
 @dataclass(frozen=True)
-class ShiftEvent(Event):
-    tick: int
-    agent_id: str
+class ShiftEvent(AgentEvent):
     job: str
 
 
@@ -78,31 +78,25 @@ class ShiftAbsent(ShiftEvent):
 
 # -- affordances (docs/SIMULATION.md, "Objects and affordances") -----------------------------
 @dataclass(frozen=True)
-class AffordanceFinish(Event):
-    kind: ClassVar[str] = "affordance_finish"
-    tick: int
-    agent_id: str
+class AffordanceEvent(AgentEvent):
     object_id: str
     affordance: str
 
 
 @dataclass(frozen=True)
-class AffordanceStart(Event):
+class AffordanceFinish(AffordanceEvent):
+    kind: ClassVar[str] = "affordance_finish"
+
+
+@dataclass(frozen=True)
+class AffordanceStart(AffordanceEvent):
     kind: ClassVar[str] = "affordance_start"
-    tick: int
-    agent_id: str
-    object_id: str
-    affordance: str
     cost: float
 
 
 @dataclass(frozen=True)
-class AffordanceFail(Event):
+class AffordanceFail(AffordanceEvent):
     kind: ClassVar[str] = "affordance_fail"
-    tick: int
-    agent_id: str
-    object_id: str
-    affordance: str
     reason: str
 
 
@@ -142,10 +136,8 @@ class SharedMeal(Event):
 
 # -- employment (docs/SIMULATION.md, "The employment exit queue") ----------------------------
 @dataclass(frozen=True)
-class ExitPending(Event):
+class ExitPending(AgentEvent):
     kind: ClassVar[str] = "employment_exit_pending"
-    tick: int
-    agent_id: str
     pending_count: int
 
 
@@ -158,14 +150,14 @@ class ExitQueueOverflow(Event):
 
 
 @dataclass(frozen=True)
-class ExitDeferred(Event):
+class ExitDeferred(AgentEvent):
     kind: ClassVar[str] = "employment_exit_deferred"
-    tick: int
-    agent_id: str
 
 
 @dataclass(frozen=True)
 class ExitProcessed(Event):
+    """The one event whose agent comes first: it is an exit record (``history``) plus a count."""
+
     kind: ClassVar[str] = "employment_exit_processed"
     agent_id: str
     tick: int

@@ -125,6 +125,10 @@ def agent_layout(systems: Sequence[System]) -> dict[str, ColumnSpec]:
 
 
 class State(Scalars, Catalog):
+    """Everything a tick reads and writes. Catalog and scalar values are plain attributes of
+    the state itself (``state.job_start``, ``state.power_on``): systems read them per tick and
+    per agent, so they cost no extra lookup."""
+
     def __init__(self, config: SimulationConfig, systems: Sequence[System]) -> None:
         Catalog.__init__(self, config)
         Scalars.__init__(self, prices={
@@ -133,7 +137,8 @@ class State(Scalars, Catalog):
             "shower_cost": config.economy.shower_cost,
         })
         self.systems = tuple(systems)  # every system: all of them clean up after an agent
-        self.schedule = tuple(s for s in self.systems if s.enabled(config))  # run each tick
+        # The systems a tick runs, decided once: a world's config is fixed for its life.
+        self.schedule = tuple(s for s in self.systems if s.enabled(config))
         self.rng = np.random.default_rng(config.world.seed)
         self.agents = AgentTable(columns=agent_layout(self.systems))
         self.objects = self.initial_objects()
