@@ -17,7 +17,8 @@ from shared.config import SimulationConfig
 from shared.console.router import ConsoleRouter, create_console_router
 from shared.sim import policy as sim_policy
 from shared.sim import views
-from shared.sim.persist import state_hash
+from shared.sim.events import events_to_wire
+from shared.sim.persist import adopt_state, state_hash
 from shared.sim.world import World
 from shared.snapshot import encode_snapshot, read_snapshot, write_atomic
 from shared.telemetry import PROVIDER_NAME, AuditSink, TelemetryHub
@@ -93,7 +94,7 @@ class SimulationLoop:
 
     def advance(self, boundary: int) -> tuple[list[dict[str, Any]], str]:
         """Run tick ``boundary``; returns its events and the new state hash."""
-        events = self.world.step(boundary)
+        events = events_to_wire(self.world.step(boundary))
         self.last_hash = state_hash(self.world)
         return events, self.last_hash
 
@@ -140,7 +141,7 @@ class SimulationLoop:
         Returns the shell state stored with the snapshot (callers may keep their own keys).
         """
         world, extra = read_snapshot(Path(path), self.config)
-        self.world.__dict__.update(world.__dict__)
+        adopt_state(self.world, world)
         self.paused = bool(extra.get("paused", False))
         self.tick_rate_hz = float(extra.get("tick_rate_hz", 0.0))
         self.telemetry.cmd_store.restore(extra.get("cmd_ids", []))

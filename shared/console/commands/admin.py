@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.config import NEEDS
 from shared.sim import ops, social, views
+from shared.sim.events import event_to_wire, events_to_wire
 
 from .args import ArgReader, invalid, to_number, to_pair
 from .registry import Context, command
@@ -51,7 +52,7 @@ def teleport(ctx: Context, r: ArgReader) -> dict[str, Any]:
     events = ops.teleport(ctx.world, agent_id, position, ctx.tick)
     return {"agent_id": agent_id, "from": before["position"], "position": list(position),
             "abandoned": {"using": before["using"], "queued_for": before["queued_for"]},
-            "events": events}
+            "events": events_to_wire(events)}
 
 
 @command("setneed", role="admin", mutating=True,
@@ -98,7 +99,8 @@ def kill(ctx: Context, r: ArgReader) -> dict[str, Any]:
     agent_id = r.text("agent_id")
     r.done()
     events = ops.kill(ctx.world, agent_id, ctx.tick)
-    return {"agent_id": agent_id, "removed": True, "reason": "killed", "events": events}
+    return {"agent_id": agent_id, "removed": True, "reason": "killed",
+            "events": events_to_wire(events)}
 
 
 @command("force_chat", role="admin", mutating=True,
@@ -117,8 +119,8 @@ def force_chat(ctx: Context, r: ArgReader) -> dict[str, Any]:
     r.done()
     event, speaker_tie, listener_tie = ops.force_chat(ctx.world, speaker, listener, quality,
                                                       ctx.tick)
-    return {"speaker": speaker, "listener": listener, "quality": event["quality"],
-            "event": event, "speaker_tie": speaker_tie, "listener_tie": listener_tie}
+    return {"speaker": speaker, "listener": listener, "quality": event.quality,
+            "event": event_to_wire(event), "speaker_tie": speaker_tie, "listener_tie": listener_tie}
 
 
 @command("set_exit_cap", role="admin", mutating=True, usage="set_exit_cap <n >= 0, 0 = unlimited>",

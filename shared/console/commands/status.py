@@ -11,6 +11,7 @@ from typing import Any
 
 from shared.console.envelope import ConsoleError, ErrorCode
 from shared.sim import views
+from shared.sim.events import events_to_wire
 from shared.sim.social import SOCIAL_EVENT_HISTORY, ties_of
 
 from .args import ArgReader, invalid
@@ -185,7 +186,7 @@ def social_events(ctx: Context, r: ArgReader) -> dict[str, Any]:
     r.done()
     if not 1 <= limit <= SOCIAL_EVENT_HISTORY:
         raise invalid(f"limit must be between 1 and {SOCIAL_EVENT_HISTORY}, got {limit}")
-    events = ctx.world.social_events[-limit:]
+    events = events_to_wire(ctx.world.social_events[-limit:])
     return {"limit": limit, "count": len(events), "events": list(events)}
 
 
