@@ -27,24 +27,27 @@ MEMORY_ONLY_IN_UP = ("memory:// is the embedded broker and exists only inside on
 USAGE = 2  # exit code of a bad option, as Typer's own usage errors
 
 
-def _scheme(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else ""
+def _in_process_only(url: str) -> bool:
+    """Whether ``url`` names a transport that lives inside one process (memory://)."""
+    from shared.broker import find_transport
+
+    transport = find_transport(url)
+    return transport is not None and transport.in_process
 
 
 def _broker_url(value: str | None) -> str:
-    """The RabbitMQ URL of a command that talks to a broker from its own process.
+    """The broker URL of a command that talks to a broker from its own process.
 
     memory:// is refused here: an in-memory broker is private to the process that holds it, so
     a lone shard, audit consumer or operator command on it could never meet anyone."""
-    from shared.broker import default_amqp_url, redact_url
+    from shared.broker import default_amqp_url, find_transport, network_schemes, redact_url
 
     url = value or default_amqp_url()
-    scheme = _scheme(url)
-    if scheme == "memory":
+    if _in_process_only(url):
         raise _fail(MEMORY_ONLY_IN_UP, USAGE)
-    if scheme not in ("amqp", "amqps"):
-        raise _fail(f"unsupported broker URL {redact_url(url)}: use amqp://... or amqps://...",
-                    USAGE)
+    if find_transport(url) is None:
+        schemes = " or ".join(f"{scheme}://..." for scheme in network_schemes())
+        raise _fail(f"unsupported broker URL {redact_url(url)}: use {schemes}", USAGE)
     return url
 
 
@@ -148,9 +151,10 @@ def up(
     """Run the whole fleet locally: every shard worker plus the audit consumer."""
     from ops import fleet as fleet_mod
     from ops.signals import install_stop_signals
+    from shared.broker import AMQP_URL_ENV
 
-    url = broker or os.environ.get("TOWNLET_AMQP_URL")
-    embedded = not url or _scheme(url) == "memory"
+    url = broker or os.environ.get(AMQP_URL_ENV)
+    embedded = not url or _in_process_only(url)
     if not embedded:
         url = _broker_url(url)
     spec, items = _load_fleet_and_commands(fleet, commands)

@@ -24,7 +24,7 @@ from shared.console.router import ConsoleRouter
 from shared.sim import policy as sim_policy
 from shared.sim import views
 from shared.sim.events import events_to_wire
-from shared.sim.persist import state_hash
+from shared.sim.persist import adopt_state, state_hash
 from shared.sim.world import World
 from shared.snapshot import encode_snapshot, read_snapshot, write_atomic
 from shared.telemetry import PROVIDER_NAME, AuditSink, Health, LastError, TelemetryHub
@@ -160,7 +160,7 @@ class SimulationLoop:
         Returns the shell state stored with the snapshot (callers may keep their own keys).
         """
         world, extra = read_snapshot(Path(path), self.config)
-        self.world.__dict__.update(world.__dict__)
+        adopt_state(self.world, world)
         self.paused = bool(extra.get("paused", False))
         self.tick_rate_hz = float(extra.get("tick_rate_hz", 0.0))
         self.router.ledger.restore(extra)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.config import SimulationConfig, load_config, parse_config
+from shared.sim.events import Event
 from shared.sim.world import World
+
+E = TypeVar("E", bound=Event)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "configs" / "examples" / "poc_hybrid.yaml"
@@ -46,13 +49,14 @@ def tiny_config(agents: list[dict[str, Any]] | None = None, **sections: Any) -> 
     return parse_config(raw)
 
 
-def run(world: World, until: int) -> list[dict[str, Any]]:
+def run(world: World, until: int) -> list[Event]:
     """Step the world up to and including tick ``until``; return every event."""
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     for t in range(world.tick + 1, until + 1):
         events.extend(world.step(t))
     return events
 
 
-def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [e for e in events if e["type"] == kind]
+def of_type(events: list[Event], kind: type[E]) -> list[E]:
+    """The events of exactly this type (a subclass is another kind of event)."""
+    return [e for e in events if type(e) is kind]

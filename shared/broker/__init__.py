@@ -1,13 +1,12 @@
 """Broker transports chosen by URL: ``memory://`` (in-process) or ``amqp(s)://`` (RabbitMQ).
 
-pika is imported lazily, only when an AMQP URL is opened, so embedded runs never load it.
+The public names, gathered from the modules that define them: the contract in ``base``, the
+transport table and ``open_broker`` in ``transports``, URL redaction in ``redaction``. Nothing
+is defined here, and no module of the package imports this one, so importing a transport
+never runs a cycle through it. pika is imported only when an AMQP URL is opened.
 """
 
 from __future__ import annotations
-
-import os
-from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from shared.broker.base import (
     Broker,
@@ -22,9 +21,17 @@ from shared.broker.base import (
     QueueSpec,
 )
 from shared.broker.memory import MemoryBroker, MemoryHub
-
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-AMQP_URL_ENV = "TOWNLET_AMQP_URL"
+from shared.broker.redaction import redact_url, scrub_secrets
+from shared.broker.transports import (
+    AMQP_URL_ENV,
+    DEFAULT_AMQP_URL,
+    TRANSPORTS,
+    Transport,
+    default_amqp_url,
+    find_transport,
+    network_schemes,
+    open_broker,
+)
 
 __all__ = [
     "AMQP_URL_ENV",
@@ -41,60 +48,12 @@ __all__ = [
     "NotFound",
     "PublishNotConfirmed",
     "QueueSpec",
+    "TRANSPORTS",
+    "Transport",
     "default_amqp_url",
+    "find_transport",
+    "network_schemes",
     "open_broker",
     "redact_url",
     "scrub_secrets",
 ]
-
-
-def default_amqp_url() -> str:
-    """The broker URL from ``TOWNLET_AMQP_URL``, or the local default (read when called)."""
-    return os.environ.get(AMQP_URL_ENV) or DEFAULT_AMQP_URL
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user name and password, safe for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<unparseable broker url>"
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = f"***@{host}" + (f":{port}" if port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def scrub_secrets(text: str, url: str) -> str:
-    """Remove the URL's credentials from ``text`` (an error message from a library)."""
-    out = text.replace(url, redact_url(url))
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return out
-    for secret in (parts.password, parts.username):
-        if secret:
-            for form in {secret, unquote(secret)}:
-                out = out.replace(form, "***")
-    return out
-
-
-def open_broker(url: str, *, hub: MemoryHub | None = None, **kw: Any) -> Broker:
-    """Open a connection for ``url``; ``memory://`` needs the process's ``MemoryHub``.
-
-    ``kw`` are ``RabbitBroker`` options (heartbeat, wait_for_broker, ...); the in-process broker
-    never loses its connection and ignores them."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "memory":
-        if hub is None:
-            raise ValueError("memory:// needs a MemoryHub: pass hub=MemoryHub() shared by "
-                             "every broker of this process")
-        return MemoryBroker(hub)
-    if scheme in ("amqp", "amqps"):
-        from shared.broker.rabbitmq import RabbitBroker  # lazy: keeps pika out of embedded runs
-
-        return RabbitBroker(url, **kw)
-    raise ValueError(f"unsupported broker URL scheme {scheme!r} in {redact_url(url)}: "
-                     "use memory://, amqp:// or amqps://")

@@ -1,21 +1,31 @@
-"""The employment exit queue and lifecycle evaluation (the heart of the seed's dry run).
+"""The employment exit queue and lifecycle evaluation (docs/SIMULATION.md, "The employment
+exit queue").
 
 The queue is small (bounded by operators and the daily cap), so it is plain ordered Python
-state; everything here is deterministic and part of the snapshot and the state hash.
+state; everything here is deterministic and part of the snapshot and the state hash. It is the
+employment system's own state (``State.parts["employment"]``, ``World.employment``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from shared.config import EmploymentConfig, SimulationConfig
+
+from . import lifecycle
+from .events import (
+    Event,
+    ExitDeferred,
+    ExitPending,
+    ExitProcessed,
+    ExitQueueOverflow,
+    event_from_wire,
+    events_to_wire,
+)
 from .jobs import absent_shifts_7d
-
-if TYPE_CHECKING:
-    from shared.config import EmploymentConfig
-
-    from .world import World
+from .state import BaseSystem, State
 
 HISTORY_LIMIT = 500
 
@@ -37,45 +47,41 @@ class EmploymentQueue:
         self.exits_today = 0
         self.window_start = 0
         self.daily_exit_cap = cfg.daily_exit_cap
-        self.history: list[dict[str, Any]] = []
-        self.pending_events: list[dict[str, Any]] = []  # raised outside a tick, emitted next tick
+        self.history: list[dict[str, Any]] = []  # exit records, chained into the log digest
+        self.pending_events: list[Event] = []  # raised outside a tick, emitted next tick
 
     # -- operator surface -------------------------------------------------------------------
-    def enqueue_exit(self, world: World, agent_id: str, tick: int) -> bool:
+    def enqueue_exit(self, state: State, agent_id: str, tick: int) -> bool:
         """Queue an agent for exit once; returns False if it was already pending."""
-        slot = world.require_agent(agent_id)
+        slot = state.require_agent(agent_id)
         if agent_id in self.enqueued_at:
             return False
         self.deferred.pop(agent_id, None)
         self.queue.append(agent_id)
         self.enqueued_at[agent_id] = int(tick)
-        world.agents.exit_pending[slot] = True
-        self._emit(world, {"type": "employment_exit_pending", "tick": int(tick),
-                           "agent_id": agent_id, "pending_count": len(self.queue)})
+        state.agents.exit_pending[slot] = True
+        self._emit(ExitPending(int(tick), agent_id, len(self.queue)))
         if len(self.queue) > self.cfg.exit_queue_limit:
-            self._emit(world, {"type": "employment_exit_queue_overflow", "tick": int(tick),
-                               "pending_count": len(self.queue),
-                               "queue_limit": self.cfg.exit_queue_limit})
+            self._emit(ExitQueueOverflow(int(tick), len(self.queue), self.cfg.exit_queue_limit))
         return True
 
-    def approve(self, world: World, agent_id: str) -> None:
+    def approve(self, state: State, agent_id: str) -> None:
         """Mark a manual exit: processed at the next lifecycle evaluation, bypassing the cap."""
-        world.require_agent(agent_id)
+        state.require_agent(agent_id)
         if agent_id not in self.enqueued_at:
-            self.enqueue_exit(world, agent_id, world.tick)
+            self.enqueue_exit(state, agent_id, state.tick)
         if agent_id not in self.manual:
             self.manual.append(agent_id)
 
-    def defer(self, world: World, agent_id: str) -> None:
+    def defer(self, state: State, agent_id: str) -> None:
         """Take an agent off the queue and the manual set and clear its exit_pending flag."""
         if agent_id not in self.enqueued_at:
             raise EmploymentError(f"agent {agent_id} has no pending exit")
-        self._drop(world, agent_id)
-        slot = world.agents.slot_of.get(agent_id)
+        self._drop(state, agent_id)
+        slot = state.agents.slot_of.get(agent_id)
         if slot is not None:
-            self.deferred[agent_id] = int(absent_shifts_7d(world, np.array([slot]))[0])
-        self._emit(world, {"type": "employment_exit_deferred", "tick": world.tick,
-                           "agent_id": agent_id})
+            self.deferred[agent_id] = int(absent_shifts_7d(state, np.array([slot]))[0])
+        self._emit(ExitDeferred(state.tick, agent_id))
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -89,38 +95,38 @@ class EmploymentQueue:
         }
 
     # -- lifecycle ------------------------------------------------------------------------
-    def evaluate(self, world: World, tick: int, events: list[dict[str, Any]]) -> None:
+    def evaluate(self, state: State, tick: int, events: list[Event]) -> None:
         events.extend(self.pending_events)
         self.pending_events.clear()
         if tick - self.window_start >= self.cfg.exit_review_window:
             self.window_start = tick
             self.exits_today = 0
-        if not world.config.employment.enforce_job_loop:
+        if not state.config.employment.enforce_job_loop:
             return
         for agent_id in list(self.manual):  # (1) manual approvals bypass the cap
-            self._exit(world, agent_id, tick, "manual_approve", events)
-        self._enqueue_chronic_absentees(world, tick)
+            self._exit(state, agent_id, tick, "manual_approve", events)
+        self._enqueue_chronic_absentees(state, tick)
         events.extend(self.pending_events)
         self.pending_events.clear()
         for agent_id in list(self.queue):  # (3) waited past the review window
             if tick - self.enqueued_at[agent_id] > self.cfg.exit_review_window:
-                self._exit(world, agent_id, tick, "auto_review", events)
+                self._exit(state, agent_id, tick, "auto_review", events)
         while self.queue and (self.daily_exit_cap == 0 or self.exits_today < self.daily_exit_cap):
-            self._exit(world, self.queue[0], tick, "daily_cap", events)  # (4) under the cap
+            self._exit(state, self.queue[0], tick, "daily_cap", events)  # (4) under the cap
 
-    def _enqueue_chronic_absentees(self, world: World, tick: int) -> None:
-        ag = world.agents
+    def _enqueue_chronic_absentees(self, state: State, tick: int) -> None:
+        ag = state.agents
         limit = self.cfg.max_absent_shifts
-        self._refresh_deferrals(world)
+        self._refresh_deferrals(state)
         live = ag.live_slots()
         employed = live[(ag.job[live] >= 0) & ~ag.exit_pending[live]]
-        chronic = employed[absent_shifts_7d(world, employed) >= limit]
+        chronic = employed[absent_shifts_7d(state, employed) >= limit]
         for slot in chronic.tolist():
             agent_id = ag.ids[slot]
             if agent_id is not None and agent_id not in self.deferred:
-                self.enqueue_exit(world, agent_id, tick)
+                self.enqueue_exit(state, agent_id, tick)
 
-    def _refresh_deferrals(self, world: World) -> None:
+    def _refresh_deferrals(self, state: State) -> None:
         """Keep a defer in force until the agent is absent again (cost: one row per deferral).
 
         A record is dropped when the agent is gone, when its count falls below the threshold
@@ -129,51 +135,50 @@ class EmploymentQueue:
         """
         if not self.deferred:
             return
-        ag = world.agents
+        ag = state.agents
         limit = self.cfg.max_absent_shifts
         for agent_id in list(self.deferred):
             slot = ag.slot_of.get(agent_id)
             if slot is None:
                 del self.deferred[agent_id]
                 continue
-            count = int(absent_shifts_7d(world, np.array([slot]))[0])
+            count = int(absent_shifts_7d(state, np.array([slot]))[0])
             if count < limit or count > self.deferred[agent_id]:
                 del self.deferred[agent_id]
             else:  # an old absence rolled out of the 7 days: the next new one still counts
                 self.deferred[agent_id] = count
 
-    def _exit(self, world: World, agent_id: str, tick: int, reason: str,
-              events: list[dict[str, Any]]) -> None:
-        self._drop(world, agent_id)
+    def _exit(self, state: State, agent_id: str, tick: int, reason: str,
+              events: list[Event]) -> None:
+        self._drop(state, agent_id)
         self.exits_today += 1
         record = {"agent_id": agent_id, "tick": tick, "reason": reason}
-        world.chain(record)
+        state.chain(record)
         self.history.append(record)
         del self.history[:-HISTORY_LIMIT]
-        events.append({"type": "employment_exit_processed", **record,
-                       "exits_today": self.exits_today})
-        world.retire_agent(agent_id, tick, reason, events)
+        events.append(ExitProcessed(agent_id, tick, reason, self.exits_today))
+        lifecycle.retire(state, agent_id, tick, reason, events)
 
-    def _drop(self, world: World, agent_id: str) -> None:
+    def _drop(self, state: State, agent_id: str) -> None:
         if agent_id in self.enqueued_at:
             self.queue.remove(agent_id)
             del self.enqueued_at[agent_id]
         if agent_id in self.manual:
             self.manual.remove(agent_id)
-        slot = world.agents.slot_of.get(agent_id)
+        slot = state.agents.slot_of.get(agent_id)
         if slot is not None:
-            world.agents.exit_pending[slot] = False
+            state.agents.exit_pending[slot] = False
 
-    def forget(self, world: World, agent_id: str) -> None:
+    def forget(self, state: State, agent_id: str) -> None:
         """An agent left the town by other means (faint, kill): it cannot exit any more."""
-        self._drop(world, agent_id)
+        self._drop(state, agent_id)
         self.deferred.pop(agent_id, None)
 
-    def _emit(self, world: World, event: dict[str, Any]) -> None:
+    def _emit(self, event: Event) -> None:
         self.pending_events.append(event)
 
     # -- persistence ----------------------------------------------------------------------
-    def export(self) -> dict[str, Any]:
+    def export(self, *, for_hash: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "queue": list(self.queue),
             "enqueued_at": [[a, self.enqueued_at[a]] for a in self.queue],
@@ -181,8 +186,9 @@ class EmploymentQueue:
             "exits_today": self.exits_today,
             "window_start": self.window_start,
             "daily_exit_cap": self.daily_exit_cap,
-            "history": list(self.history),
-            "pending_events": list(self.pending_events),
+            # The history is in the log digest already (see ``_exit``): the hash counts it.
+            "history": len(self.history) if for_hash else list(self.history),
+            "pending_events": events_to_wire(self.pending_events),
         }
         if self.deferred:  # only when present, so hashes of worlds without deferrals are as before
             data["deferred"] = [[a, self.deferred[a]] for a in sorted(self.deferred)]
@@ -198,4 +204,32 @@ class EmploymentQueue:
         self.window_start = int(data["window_start"])
         self.daily_exit_cap = int(data["daily_exit_cap"])
         self.history = list(data["history"])
-        self.pending_events = list(data["pending_events"])
+        self.pending_events = [event_from_wire(e) for e in data["pending_events"]]
+
+
+def queue_of(state: State) -> EmploymentQueue:
+    """The employment system's queue in a state (created with the state, see ``Employment``)."""
+    queue = state.parts[Employment.name]
+    assert isinstance(queue, EmploymentQueue)
+    return queue
+
+
+class Employment(BaseSystem):
+    """Lifecycle evaluation each tick; its queue is persisted under ``employment``."""
+
+    name = "employment"
+
+    def create_state(self, config: SimulationConfig) -> EmploymentQueue:
+        return EmploymentQueue(config.employment)
+
+    def step(self, state: State, tick: int, events: list[Event]) -> None:
+        queue_of(state).evaluate(state, tick, events)
+
+    def forget(self, state: State, slot: int, tick: int, reason: str,
+               events: list[Event]) -> None:
+        agent_id = state.agents.ids[slot]
+        if agent_id is not None:
+            queue_of(state).forget(state, agent_id)
+
+
+SYSTEM = Employment()

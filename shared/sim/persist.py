@@ -1,9 +1,12 @@
 """Complete world state as (arrays, meta), and the canonical state hash.
 
-``export_state`` captures everything the next tick depends on: agent and object columns,
-queues, employment queue and history, relationships, rivalry, respawn schedule, prices,
-perturbations and the RNG. ``restore_world`` inverts it exactly, so a restored world continues
-with the same hashes as one that never stopped. No file I/O here: the shell encodes the result.
+``export_state`` captures everything the next tick depends on, by kind (see ``state.py``):
+every ``Scalars`` field (walked, never listed), the RNG, the agent and object tables, and each
+system's own state under the system's name. What the config fixes is not stored: a restore
+rebuilds it. ``restore_in_place`` inverts the export into an existing world, so holders of the
+world see the restored state and a restored world continues with the same hashes as one that
+never stopped (docs/SIMULATION.md, "Determinism and the state hash"). No file I/O here: the
+shell encodes the result.
 """
 
 from __future__ import annotations
@@ -17,71 +20,71 @@ import numpy as np
 
 from shared.config import SimulationConfig
 
+from .codec import export_fields, restore_fields
+from .state import Scalars, State
 from .tables import AgentTable, ObjectTable
 from .world import World
 
-
-def _meta(world: World, *, for_hash: bool = False) -> dict[str, Any]:
-    _, agent_meta = world.agents.export() if not for_hash else (None, None)
-    employment = world.employment.export()
-    if for_hash:  # covered by log_digest / hashed separately, see state_hash
-        employment["history"] = len(employment["history"])
-    return {
-        "tick": world.tick,
-        "agents": agent_meta,
-        "objects": {"queues": world.objects.queues} if for_hash else world.objects.export()[1],
-        "employment": employment,
-        "respawns": world.respawns,
-        "respawn_counts": dict(sorted(world.respawn_counts.items())),
-        "next_job": world.next_job,
-        "prices": dict(sorted(world.prices.items())),
-        "power_on": world.power_on,
-        "water_on": world.water_on,
-        "social_events": len(world.social_events) if for_hash else world.social_events,
-        "log_digest": world.log_digest,
-        "rng": world.rng.bit_generator.state,
-    }
+Saved = tuple[dict[str, np.ndarray], dict[str, Any]]
 
 
-def export_state(world: World) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _meta(world: State, *, for_hash: bool = False) -> dict[str, Any]:
+    meta = export_fields(world, Scalars, for_hash=for_hash)
+    meta["rng"] = world.rng.bit_generator.state
+    if for_hash:  # the columns and ids are hashed as bytes (see state_hash), not as JSON
+        meta["agents"] = None
+        meta["objects"] = {"queues": world.objects.queues}
+    else:
+        meta["agents"] = world.agents.export()[1]
+        meta["objects"] = world.objects.export()[1]
+    for name, part in world.parts.items():
+        meta[name] = part.export(for_hash=for_hash)
+    return meta
+
+
+def export_state(world: State) -> Saved:
     agent_arrays, _ = world.agents.export()
     object_arrays, _ = world.objects.export()
     return {**agent_arrays, **object_arrays}, _meta(world)
+
+
+def restore_in_place(world: State, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Put an exported state into ``world`` (same config); holders of ``world`` see it.
+
+    Every part of the state is replaced: a value the export lacks gets its declared default,
+    never a leftover from before the restore.
+    """
+    restore_fields(world, Scalars, meta)
+    world.rng.bit_generator.state = meta["rng"]
+    world.agents = AgentTable.restore(arrays, meta["agents"], world.agents.layout)
+    world.objects = ObjectTable.restore(arrays, meta["objects"])
+    for name, part in world.parts.items():
+        part.restore(meta.get(name, {}))
 
 
 def restore_world(config: SimulationConfig, arrays: dict[str, np.ndarray],
                   meta: dict[str, Any]) -> World:
     world = World(config.model_copy(update={"agents": []}))
     world.config = config
-    world.tick = int(meta["tick"])
-    world.agents = AgentTable.restore(arrays, meta["agents"])
-    world.objects = ObjectTable.restore(arrays, meta["objects"])
-    world.employment.restore(meta["employment"])
-    world.respawns = [list(r) for r in meta["respawns"]]
-    world.respawn_counts = {k: int(v) for k, v in meta["respawn_counts"].items()}
-    world.next_job = int(meta["next_job"])
-    world.prices = {k: float(v) for k, v in meta["prices"].items()}
-    world.power_on = bool(meta["power_on"])
-    world.water_on = bool(meta["water_on"])
-    world.social_events = list(meta["social_events"])
-    world.log_digest = str(meta["log_digest"])
-    world.rng.bit_generator.state = meta["rng"]
-    ob = world.objects
-    world.active_objects = {o for o in range(len(ob)) if ob.occupant[o] >= 0 or ob.queues[o]}
+    restore_in_place(world, arrays, meta)
     return world
 
 
-def save_state(world: World) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def adopt_state(world: State, other: State) -> None:
+    """Make ``world`` hold ``other``'s state (e.g. one just read from a snapshot), in place."""
+    restore_in_place(world, *export_state(other))
+
+
+def save_state(world: State) -> Saved:
     """An independent copy of the complete state (columns copied, meta deep-copied)."""
     arrays, meta = export_state(world)
     return arrays, copy.deepcopy(meta)
 
 
-def rollback(world: World, saved: tuple[dict[str, np.ndarray], dict[str, Any]]) -> None:
+def rollback(world: State, saved: Saved) -> None:
     """Put ``world`` back to a state taken by ``save_state`` (in place: holders keep it)."""
     arrays, meta = saved
-    restored = restore_world(world.config, arrays, copy.deepcopy(meta))
-    world.__dict__.update(restored.__dict__)
+    restore_in_place(world, arrays, copy.deepcopy(meta))
 
 
 def canonical_json(value: Any) -> bytes:
@@ -96,7 +99,7 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not serialisable: {type(value).__name__}")
 
 
-def _ids_bytes(world: World) -> bytes:
+def _ids_bytes(world: State) -> bytes:
     """Agent ids/origins as canonical JSON, re-encoded only when the table changed."""
     ag = world.agents
     key = (ag.version, ag.size)
@@ -105,7 +108,7 @@ def _ids_bytes(world: World) -> bytes:
     return ag.ids_cache[1]
 
 
-def state_hash(world: World) -> str:
+def state_hash(world: State) -> str:
     """Hash of the complete canonical state (columns byte-for-byte, the rest as sorted JSON).
 
     Append-only logs (social events, exit history) enter through ``log_digest``, which chains
@@ -117,8 +120,7 @@ def state_hash(world: World) -> str:
         h.update(name.encode())
         h.update(col[:size].tobytes())
     ob = world.objects
-    for name in ("type", "x", "y", "stock", "occupant", "occupied_since", "last_progress",
-                 "linked"):
+    for name in ob.COLUMNS:
         h.update(getattr(ob, name).tobytes())
     h.update(_ids_bytes(world))
     h.update(canonical_json(_meta(world, for_hash=True)))

@@ -1,7 +1,8 @@
 """Columnar agent and object tables: struct-of-arrays so a tick is vector work.
 
 Agents live in slots. A removed agent frees its slot; the lowest free slot is reused, so the
-layout (and the state hash) depends only on the sequence of spawns and removals.
+layout (and the state hash) depends only on the sequence of spawns and removals
+(docs/SIMULATION.md, "Determinism and the state hash").
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ MAX_TYPES = 8  # distinct object types a town may define
 IDLE, AWAIT_START, ON_TIME, LATE, ABSENT, POST_SHIFT = range(6)
 SHIFT_STATE_NAMES = ("idle", "await_start", "on_time", "late", "absent", "post_shift")
 
-# name -> (dtype, trailing shape, fill value). Order matters: it is the hash order.
-AGENT_COLUMNS: dict[str, tuple[Any, tuple[int, ...], Any]] = {
+ColumnSpec = tuple[Any, tuple[int, ...], Any]  # (dtype, trailing shape, fill value)
+
+# name -> ColumnSpec. Order matters: it is the hash order. Columns a system contributes
+# (``System.columns``) come after these, in scheduler order, so these keep their place.
+AGENT_COLUMNS: dict[str, ColumnSpec] = {
     "alive": (np.bool_, (), False),
     "x": (np.int32, (), 0),
     "y": (np.int32, (), 0),
@@ -62,7 +66,9 @@ AGENT_COLUMNS: dict[str, tuple[Any, tuple[int, ...], Any]] = {
 class AgentTable:
     """Agent columns plus the id <-> slot mapping."""
 
-    def __init__(self, capacity: int = 16) -> None:
+    def __init__(self, capacity: int = 16,
+                 columns: dict[str, ColumnSpec] | None = None) -> None:
+        self.layout = dict(AGENT_COLUMNS if columns is None else columns)
         self.capacity = 0
         self.version = 0  # bumped on add/remove so id lists can be hashed once per change
         self.ids_cache: tuple[tuple[int, int], bytes] = ((-1, -1), b"")
@@ -76,7 +82,7 @@ class AgentTable:
         self._grow(max(capacity, 16))
 
     def _grow(self, capacity: int) -> None:
-        for name, (dtype, shape, fill) in AGENT_COLUMNS.items():
+        for name, (dtype, shape, fill) in self.layout.items():
             fresh = np.full((capacity, *shape), fill, dtype=dtype)
             old = self.cols.get(name)
             if old is not None:
@@ -136,7 +142,7 @@ class AgentTable:
                 self._grow(self.capacity * 2)
             slot = self.size
             self.size += 1
-        for name, (_dtype, _shape, fill) in AGENT_COLUMNS.items():
+        for name, (_dtype, _shape, fill) in self.layout.items():
             self.cols[name][slot] = fill
         self.cols["alive"][slot] = True
         self.ids[slot] = agent_id
@@ -169,10 +175,11 @@ class AgentTable:
         return arrays, meta
 
     @classmethod
-    def restore(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> AgentTable:
+    def restore(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                columns: dict[str, ColumnSpec] | None = None) -> AgentTable:
         size = int(meta["size"])
-        table = cls(capacity=max(16, size))
-        for name in AGENT_COLUMNS:
+        table = cls(capacity=max(16, size), columns=columns)
+        for name in table.layout:
             table.cols[name][:size] = arrays[f"agent.{name}"]
         table.size = size
         table.ids[:size] = list(meta["ids"])
@@ -184,6 +191,9 @@ class AgentTable:
 
 class ObjectTable:
     """Household objects: fixed for the life of a world, with reservation queues."""
+
+    COLUMNS = ("type", "x", "y", "stock", "occupant", "occupied_since", "last_progress", "linked")
+    MUTABLE = COLUMNS[3:]  # the rest come from the config and are passed to __init__
 
     def __init__(self, ids: list[str], types: list[int], xs: list[int], ys: list[int]) -> None:
         n = len(ids)
@@ -199,23 +209,31 @@ class ObjectTable:
         self.linked = np.full(n, -1, dtype=np.int32)  # stove -> the fridge it restocks
         # Reservation queues: per object, ordered [agent_slot, enqueued_tick] pairs.
         self.queues: list[list[list[int]]] = [[] for _ in range(n)]
+        # Objects with an occupant or a queue: the only ones granting can change. Derived from
+        # the two, so it is rebuilt on restore rather than stored.
+        self.active: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def nearest(self, x: int, y: int, type_idx: int) -> int:
+        """The object of a type closest to (x, y) by Manhattan distance (lowest slot on ties)."""
+        cand = np.flatnonzero(self.type == type_idx)
+        if cand.size == 0:
+            return -1
+        dist = np.abs(self.x[cand] - x) + np.abs(self.y[cand] - y)
+        return int(cand[int(np.argmin(dist))])
+
     def export(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {
-            f"object.{n}": getattr(self, n).copy()
-            for n in ("type", "x", "y", "stock", "occupant", "occupied_since", "last_progress",
-                      "linked")
-        }
+        arrays = {f"object.{n}": getattr(self, n).copy() for n in self.COLUMNS}
         return arrays, {"ids": self.ids, "queues": self.queues}
 
     @classmethod
     def restore(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> ObjectTable:
         table = cls(list(meta["ids"]), arrays["object.type"].tolist(),
                     arrays["object.x"].tolist(), arrays["object.y"].tolist())
-        for name in ("stock", "occupant", "occupied_since", "last_progress", "linked"):
+        for name in cls.MUTABLE:
             getattr(table, name)[:] = arrays[f"object.{name}"]
         table.queues = [[list(map(int, e)) for e in q] for q in meta["queues"]]
+        table.active = {o for o in range(len(table)) if table.occupant[o] >= 0 or table.queues[o]}
         return table

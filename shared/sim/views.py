@@ -12,16 +12,16 @@ import numpy as np
 from shared.config import NEEDS
 
 from . import jobs, social
+from .state import State
 from .tables import SHIFT_STATE_NAMES
-from .world import World
 
 
 def _r(value: float) -> float:
     return round(float(value), 6)
 
 
-def agent_view(world: World, slot: int) -> dict[str, Any]:
-    ag, ob = world.agents, world.objects
+def agent_view(state: State, slot: int) -> dict[str, Any]:
+    ag, ob = state.agents, state.objects
     busy = int(ag.busy_obj[slot])
     queued = int(ag.queued_obj[slot])
     job = int(ag.job[slot])
@@ -31,7 +31,7 @@ def agent_view(world: World, slot: int) -> dict[str, Any]:
         "home": [int(ag.home_x[slot]), int(ag.home_y[slot])],
         "needs": {n: _r(ag.needs[slot, i]) for i, n in enumerate(NEEDS)},
         "wallet": _r(ag.wallet[slot]),
-        "job": world.job_ids[job] if job >= 0 else None,
+        "job": state.job_ids[job] if job >= 0 else None,
         "shift_state": SHIFT_STATE_NAMES[int(ag.shift_state[slot])],
         "exit_pending": bool(ag.exit_pending[slot]),
         "using": ob.ids[busy] if busy >= 0 else None,
@@ -43,29 +43,29 @@ def agent_view(world: World, slot: int) -> dict[str, Any]:
     }
 
 
-def job_view(world: World, slot: int) -> dict[str, Any]:
-    ag = world.agents
+def job_view(state: State, slot: int) -> dict[str, Any]:
+    ag = state.agents
     job = int(ag.job[slot])
     return {
-        "job": world.job_ids[job] if job >= 0 else None,
+        "job": state.job_ids[job] if job >= 0 else None,
         "shift_state": SHIFT_STATE_NAMES[int(ag.shift_state[slot])],
         "wallet": _r(ag.wallet[slot]),
         "wages_earned": _r(ag.wages_earned[slot]),
         "wages_withheld": _r(ag.wages_withheld[slot]),
         "penalties_paid": _r(ag.penalties_paid[slot]),
-        "attendance_ratio": jobs.attendance_ratio(world, slot),
+        "attendance_ratio": jobs.attendance_ratio(state, slot),
         "absent_shifts_7d": int(ag.absences[slot].sum()),
         "exit_pending": bool(ag.exit_pending[slot]),
     }
 
 
-def jobs_view(world: World) -> dict[str, dict[str, Any]]:
-    ag = world.agents
-    return {str(ag.ids[s]): job_view(world, int(s)) for s in ag.live_slots()}
+def jobs_view(state: State) -> dict[str, dict[str, Any]]:
+    ag = state.agents
+    return {str(ag.ids[s]): job_view(state, int(s)) for s in ag.live_slots()}
 
 
-def needs_summary(world: World) -> dict[str, Any]:
-    ag = world.agents
+def needs_summary(state: State) -> dict[str, Any]:
+    ag = state.agents
     live = ag.live_slots()
     if live.size == 0:
         return {"agents": 0}
@@ -73,12 +73,12 @@ def needs_summary(world: World) -> dict[str, Any]:
     out: dict[str, Any] = {"agents": int(live.size)}
     for i, n in enumerate(NEEDS):
         out[n] = {"mean": _r(needs[:, i].mean()), "min": _r(needs[:, i].min()),
-                  "below_threshold": int((needs[:, i] < world.need_thresholds[i]).sum())}
+                  "below_threshold": int((needs[:, i] < state.need_thresholds[i]).sum())}
     return out
 
 
-def relationships_summary(world: World) -> dict[str, Any]:
-    ag = world.agents
+def relationships_summary(state: State) -> dict[str, Any]:
+    ag = state.agents
     n = ag.size
     has = (ag.tie_partner[:n] >= 0) & ag.alive[:n, None]
     ties = int(has.sum())
@@ -94,20 +94,20 @@ def relationships_summary(world: World) -> dict[str, Any]:
     }
 
 
-def relationship_detail(world: World, slot: int) -> dict[str, Any]:
-    ag = world.agents
+def relationship_detail(state: State, slot: int) -> dict[str, Any]:
+    ag = state.agents
     rivals = {}
     for i, other in enumerate(ag.rival[slot].tolist()):
         if other >= 0 and ag.ids[other] is not None:
             rivals[str(ag.ids[other])] = _r(ag.rival_intensity[slot, i])
-    return {"agent_id": ag.ids[slot], "ties": social.ties_of(world, slot),
+    return {"agent_id": ag.ids[slot], "ties": social.ties_of(state, slot),
             "rivalry_ledger": dict(sorted(rivals.items()))}
 
 
-def object_view(world: World, obj: int) -> dict[str, Any]:
-    ob, ag = world.objects, world.agents
+def object_view(state: State, obj: int) -> dict[str, Any]:
+    ob, ag = state.objects, state.agents
     occ = int(ob.occupant[obj])
-    spec = world.aff_by_type[int(ob.type[obj])]
+    spec = state.aff_by_type[int(ob.type[obj])]
     return {
         "object_id": ob.ids[obj],
         "type": spec.object_type,
@@ -122,19 +122,19 @@ def object_view(world: World, obj: int) -> dict[str, Any]:
     }
 
 
-def objects_view(world: World) -> dict[str, dict[str, Any]]:
-    return {world.objects.ids[o]: object_view(world, o) for o in range(len(world.objects))}
+def objects_view(state: State) -> dict[str, dict[str, Any]]:
+    return {state.objects.ids[o]: object_view(state, o) for o in range(len(state.objects))}
 
 
-def world_summary(world: World) -> dict[str, Any]:
-    ag = world.agents
+def world_summary(state: State) -> dict[str, Any]:
+    ag = state.agents
     live = ag.live_slots()
     states = np.bincount(ag.shift_state[live].astype(np.int64), minlength=len(SHIFT_STATE_NAMES))
     return {
-        "tick": world.tick,
+        "tick": state.tick,
         "agents": int(live.size),
         "shift_states": {name: int(c) for name, c in zip(SHIFT_STATE_NAMES, states, strict=True)},
-        "power_on": world.power_on,
-        "water_on": world.water_on,
-        "prices": dict(sorted(world.prices.items())),
+        "power_on": state.power_on,
+        "water_on": state.water_on,
+        "prices": dict(sorted(state.prices.items())),
     }

@@ -10,14 +10,36 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from shared.broker import MemoryHub, default_amqp_url, open_broker
+from shared.broker import TRANSPORTS, MemoryHub, default_amqp_url, open_broker
 from shared.broker.base import Broker, Delivery, ExchangeKind, ExchangeSpec, QueueSpec
 from tests.procs import require_rabbitmq  # skip locally, fail under CI=true
 
-TRANSPORTS = ["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+
+@dataclass(frozen=True)
+class ContractSetup:
+    """How the suite reaches one transport of the table."""
+
+    url: Callable[[pytest.FixtureRequest], str]  # may use fixtures (a server checked once)
+    marks: tuple[pytest.MarkDecorator, ...] = ()
+
+
+# One entry per row of shared/broker/transports.py, by transport name: a new row is covered
+# by the whole suite once it has an entry here, and fails it until then.
+CONTRACT_SETUP: dict[str, ContractSetup] = {
+    "memory": ContractSetup(lambda request: "memory://"),
+    "rabbitmq": ContractSetup(lambda request: str(request.getfixturevalue("amqp_url")),
+                              (pytest.mark.rabbitmq,)),
+}
+_NOT_SET_UP = ContractSetup(lambda request: pytest.fail(
+    f"transport {request.param!r} has no entry in CONTRACT_SETUP (tests/contract/conftest.py)"))
+TRANSPORT_PARAMS = [
+    pytest.param(t.name, marks=CONTRACT_SETUP.get(t.name, _NOT_SET_UP).marks, id=t.name)
+    for t in TRANSPORTS
+]
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +93,10 @@ class Brokers:
             admin.close()
 
 
-@pytest.fixture(params=TRANSPORTS)
+@pytest.fixture(params=TRANSPORT_PARAMS)
 def brokers(request: pytest.FixtureRequest) -> Iterator[Brokers]:
-    if request.param == "rabbitmq":
-        factory = Brokers("rabbitmq", request.getfixturevalue("amqp_url"))
-    else:
-        factory = Brokers("memory", "memory://")
+    name = request.param
+    factory = Brokers(name, CONTRACT_SETUP.get(name, _NOT_SET_UP).url(request))
     yield factory
     factory.cleanup()
 

@@ -40,7 +40,7 @@ def _close_from_server(connection_name: str) -> None:
 
 def _drop_socket(broker: RabbitBroker) -> None:
     """Cut the TCP stream under pika, as a network failure would (the fd stays valid)."""
-    sock = broker._conn._impl._transport._sock  # type: ignore[union-attr]
+    sock = broker._link.connection._impl._transport._sock  # type: ignore[union-attr]
     sock.shutdown(socket.SHUT_RDWR)
 
 

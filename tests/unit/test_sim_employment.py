@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.sim.employment import EmploymentError
+from shared.sim.events import ExitDeferred, ExitPending, ExitProcessed, ExitQueueOverflow
 from shared.sim.world import UnknownAgent, World
 from tests.simtools import of_type, run, tiny_config
 
@@ -26,8 +27,8 @@ def test_enqueue_once_marks_exit_pending_and_overflow_still_queues() -> None:
     assert q.metrics()["pending"] == ["a0", "a1", "a2"]
     assert world.agents.exit_pending[world.require_agent("a0")]
     events = run(world, 1)  # events raised between ticks are emitted with the next tick
-    assert len(of_type(events, "employment_exit_queue_overflow")) == 1
-    assert len(of_type(events, "employment_exit_pending")) == 3
+    assert len(of_type(events, ExitQueueOverflow)) == 1
+    assert len(of_type(events, ExitPending)) == 3
 
 
 def test_unknown_agent_is_refused() -> None:
@@ -42,12 +43,12 @@ def test_daily_cap_holds_the_rest_and_approve_bypasses_it() -> None:
     q.enqueue_exit(world, "a0", 0)
     q.enqueue_exit(world, "a1", 0)
     events = run(world, 2)
-    assert [e["agent_id"] for e in of_type(events, "employment_exit_processed")] == ["a0"]
+    assert [e.agent_id for e in of_type(events, ExitProcessed)] == ["a0"]
     assert q.metrics()["pending"] == ["a1"] and q.exits_today == 1
     q.approve(world, "a1")
     events = run(world, 3)
-    processed = of_type(events, "employment_exit_processed")
-    assert [(e["agent_id"], e["reason"]) for e in processed] == [("a1", "manual_approve")]
+    processed = of_type(events, ExitProcessed)
+    assert [(e.agent_id, e.reason) for e in processed] == [("a1", "manual_approve")]
     assert q.exits_today == 2 and q.metrics()["pending_count"] == 0
 
 
@@ -62,8 +63,8 @@ def test_defer_clears_queue_manual_set_and_exit_pending() -> None:
     with pytest.raises(EmploymentError):
         q.defer(world, "a2")
     events = run(world, 5)
-    assert not of_type(events, "employment_exit_processed")
-    assert len(of_type(events, "employment_exit_deferred")) == 1
+    assert not of_type(events, ExitProcessed)
+    assert len(of_type(events, ExitDeferred)) == 1
 
 
 def test_waiting_past_the_review_window_exits_as_auto_review() -> None:
@@ -73,7 +74,7 @@ def test_waiting_past_the_review_window_exits_as_auto_review() -> None:
     for name in ("a0", "a1", "a2"):
         q.enqueue_exit(world, name, 0)
     events = run(world, 25)
-    reasons = [(e["agent_id"], e["reason"]) for e in of_type(events, "employment_exit_processed")]
+    reasons = [(e.agent_id, e.reason) for e in of_type(events, ExitProcessed)]
     assert reasons[0] == ("a0", "daily_cap")
     assert ("a1", "daily_cap") in reasons  # the day counter reset after the review window
     assert ("a2", "auto_review") in reasons

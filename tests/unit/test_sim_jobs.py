@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from shared.sim.events import (
+    AgentRespawned,
+    ExitPending,
+    ExitProcessed,
+    ShiftAbsent,
+    ShiftLateStart,
+)
 from shared.sim.world import World
 from tests.simtools import of_type, run, tiny_config
 
@@ -12,20 +19,20 @@ def test_late_arrival_pays_the_lateness_penalty_once_per_shift() -> None:
     cfg = tiny_config(behavior={"job_arrival_buffer": 0}, employment={"grace_ticks": 2})
     world = World(cfg)
     events = run(world, 200)
-    late = of_type(events, "shift_late_start")
-    assert [e["agent_id"] for e in late] == ["alice"]
+    late = of_type(events, ShiftLateStart)
+    assert [e.agent_id for e in late] == ["alice"]
     slot = world.require_agent("alice")
     # 0.1 once when the shift turned late, plus 0.005 for the one late tick still off the tile.
     assert world.agents.penalties_paid[slot] == pytest.approx(0.1 + 0.005)
     assert world.agents.wages_earned[slot] == pytest.approx(0.02 * (200 - 104))
-    assert not of_type(events, "shift_absent")
+    assert not of_type(events, ShiftAbsent)
 
 
 def test_shifts_recur_every_day() -> None:
     cfg = tiny_config(behavior={"job_arrival_buffer": 0}, employment={"grace_ticks": 2})
     world = World(cfg)
     events = run(world, 1440 + 200)
-    assert [e["tick"] for e in of_type(events, "shift_late_start")] == [103, 1440 + 103]
+    assert [e.tick for e in of_type(events, ShiftLateStart)] == [103, 1440 + 103]
     assert world.agents.attendance_count[world.require_agent("alice")] == 2
 
 
@@ -33,7 +40,7 @@ def test_on_time_agent_is_paid_and_keeps_full_attendance() -> None:
     world = World(tiny_config())
     events = run(world, 201)
     slot = world.require_agent("alice")
-    assert not of_type(events, "shift_late_start")
+    assert not of_type(events, ShiftLateStart)
     assert world.agents.penalties_paid[slot] == 0.0
     assert world.agents.wages_earned[slot] == pytest.approx(0.02 * 100)
     from shared.sim.jobs import attendance_ratio
@@ -54,8 +61,8 @@ def far_job_config(**employment: object) -> dict[str, object]:
 def test_absent_agent_is_penalised_and_withheld_wages_accumulate() -> None:
     world = World(tiny_config(**far_job_config(enforce_job_loop=False)))
     events = run(world, 200)
-    absent = of_type(events, "shift_absent")
-    assert [(e["agent_id"], e["tick"]) for e in absent] == [("alice", 80)]
+    absent = of_type(events, ShiftAbsent)
+    assert [(e.agent_id, e.tick) for e in absent] == [("alice", 80)]
     slot = world.require_agent("alice")
     assert world.agents.absences[slot].sum() == 1
     assert world.agents.wages_withheld[slot] > 0
@@ -65,14 +72,14 @@ def test_absent_agent_is_penalised_and_withheld_wages_accumulate() -> None:
 def test_chronic_absentee_is_enqueued_after_three_absences_and_exits_under_the_cap() -> None:
     world = World(tiny_config(**far_job_config()))
     events = run(world, 600)
-    pending = of_type(events, "employment_exit_pending")
-    processed = of_type(events, "employment_exit_processed")
-    assert [e["agent_id"] for e in pending] == ["alice"]
-    assert pending[0]["tick"] == 480  # third absence: day 2, tick 50 + 30
-    assert [(e["agent_id"], e["reason"], e["tick"]) for e in processed] == [
+    pending = of_type(events, ExitPending)
+    processed = of_type(events, ExitProcessed)
+    assert [e.agent_id for e in pending] == ["alice"]
+    assert pending[0].tick == 480  # third absence: day 2, tick 50 + 30
+    assert [(e.agent_id, e.reason, e.tick) for e in processed] == [
         ("alice", "daily_cap", 480)]
-    respawned = of_type(events, "agent_respawned")
-    assert [e["agent_id"] for e in respawned] == ["alice#1"]
+    respawned = of_type(events, AgentRespawned)
+    assert [e.agent_id for e in respawned] == ["alice#1"]
     slot = world.require_agent("alice#1")
     assert world.agents.wallet[slot] == 0.0
     assert world.agents.absences[slot].sum() == 0

@@ -1,4 +1,5 @@
-"""SPEC §2 rules an audit found broken: defer sticks, the six-tie cap keeps the strongest
+"""Rules an audit found broken (docs/SIMULATION.md, "The employment exit queue",
+"Relationships", "Jobs and shifts"): defer sticks, the six-tie cap keeps the strongest
 symmetrically, coworker effects obey features.relationships, and job windows lie in the day."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 from shared.config import ConfigError, load_config
 from shared.scenarios import generate_town
 from shared.sim import ops, social
+from shared.sim.events import ExitDeferred, ExitPending, ShiftAbsent, ShiftLateStart
 from shared.sim.persist import export_state, restore_world, state_hash
 from shared.sim.world import World
 from tests.simtools import EXAMPLE, of_type, run, tiny_config
@@ -46,8 +48,8 @@ def test_a_deferred_chronic_absentee_is_not_requeued_without_a_new_absence() -> 
     events = run(world, 50)
     assert pending(world) == []
     assert not world.agents.exit_pending[slot]
-    assert not of_type(events, "employment_exit_pending")
-    assert [e["agent_id"] for e in of_type(events, "employment_exit_deferred")] == ["a0"]
+    assert not of_type(events, ExitPending)
+    assert [e.agent_id for e in of_type(events, ExitDeferred)] == ["a0"]
 
 
 def test_a_new_absence_after_the_defer_requeues_the_agent() -> None:
@@ -57,7 +59,7 @@ def test_a_new_absence_after_the_defer_requeues_the_agent() -> None:
     world.agents.absences[slot, 3] = 1  # absent again: 4 in the last 7 days
     events = run(world, 6)
     assert pending(world) == ["a0"] and world.agents.exit_pending[slot]
-    assert [e["agent_id"] for e in of_type(events, "employment_exit_pending")] == ["a0"]
+    assert [e.agent_id for e in of_type(events, ExitPending)] == ["a0"]
 
 
 def test_an_old_absence_rolling_off_lowers_the_bar_for_the_next_one() -> None:
@@ -199,14 +201,14 @@ def coworker_events(relationships: bool) -> tuple[World, list[dict[str, Any]]]:
 
 def test_coworker_effects_leave_ties_alone_when_relationships_are_off() -> None:
     world, events = coworker_events(relationships=False)
-    assert of_type(events, "shift_late_start") and of_type(events, "shift_absent")
+    assert of_type(events, ShiftLateStart) and of_type(events, ShiftAbsent)
     for agent_id in ("a", "b"):
         assert social.ties_of(world, world.require_agent(agent_id)) == {}
 
 
 def test_coworker_effects_still_apply_when_relationships_are_on() -> None:
     world, events = coworker_events(relationships=True)
-    assert of_type(events, "shift_late_start") and of_type(events, "shift_absent")
+    assert of_type(events, ShiftLateStart) and of_type(events, ShiftAbsent)
     assert "b" in social.ties_of(world, world.require_agent("a"))
 
 

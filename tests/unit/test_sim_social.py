@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.sim import social
+from shared.sim import lifecycle, social
 from shared.sim.world import World
 from tests.simtools import run, tiny_config
 
@@ -56,7 +56,7 @@ def test_rivalry_ledger_makes_agents_avoid_each_other_and_evicts_when_faded() ->
 def test_agents_on_the_same_tile_chat() -> None:
     world = World(tiny_config(agents=PEOPLE[:4], behavior={"chat_probability": 1.0}))
     events = run(world, 30)
-    chats = [e for e in events if e["type"] in ("chat_success", "chat_failure")]
+    chats = [e for e in events if e.kind in ("chat_success", "chat_failure")]
     assert chats
     assert world.social_events[-1] == chats[-1]
 
@@ -65,6 +65,6 @@ def test_removed_agent_leaves_no_dangling_ties() -> None:
     world = World(tiny_config(agents=PEOPLE[:3]))
     a, b = world.require_agent("p0"), world.require_agent("p1")
     social.adjust_tie(world, a, b, trust=0.5)
-    world.remove_agent("p1", 0, "killed", [])
+    lifecycle.remove(world, "p1", 0, "killed", [])
     assert social.ties_of(world, a) == {}
     assert (world.agents.tie_partner[: world.agents.size] == b).sum() == 0

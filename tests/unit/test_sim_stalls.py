@@ -8,13 +8,15 @@ import pytest
 
 from shared.config import DEFAULT_AFFORDANCES
 from shared.sim import ops
+from shared.sim.events import AffordanceFail, AffordanceFinish, AffordanceStart, AgentFaint
 from shared.sim.persist import state_hash
 from shared.sim.tables import ON_TIME
 from shared.sim.world import World
 from tests.simtools import of_type, run, tiny_config
 
 FULL = {"hunger": 1.0, "hygiene": 1.0, "energy": 1.0}
-SPEC_DECAY = {"hunger": 0.01, "hygiene": 0.005, "energy": 0.008}
+# The documented decay rates (docs/SIMULATION.md, "Agents and needs").
+DOC_DECAY = {"hunger": 0.01, "hygiene": 0.005, "energy": 0.008}
 
 
 def lone_cook(**sections: Any) -> World:
@@ -36,10 +38,10 @@ def test_lone_occupant_stalled_by_a_blackout_is_released_and_replans() -> None:
     ops.perturb(world, "blackout")
     ghost = world.config.queue_fairness.ghost_step_after
     events = run(world, 4 + ghost - 1)
-    assert not of_type(events, "affordance_fail")  # still inside the ghost window
+    assert not of_type(events, AffordanceFail)  # still inside the ghost window
     assert world.agents.busy_obj[cook] == stove
     events = run(world, 4 + ghost)  # no progress for ghost_step_after ticks: released
-    fails = [(e["tick"], e["agent_id"], e["reason"]) for e in of_type(events, "affordance_fail")]
+    fails = [(e.tick, e.agent_id, e.reason) for e in of_type(events, AffordanceFail)]
     assert fails[0] == (4 + ghost, "cook", "stalled")
     assert world.agents.busy_obj[cook] == -1
     assert world.objects.occupant[stove] == -1
@@ -59,8 +61,8 @@ def test_lone_occupant_in_an_outage_is_not_frozen_on_the_shower() -> None:
     assert world.agents.busy_obj[slot] == shower
     ops.perturb(world, "outage")
     events = run(world, 20)
-    assert ("dirty", "stalled") in [(e["agent_id"], e["reason"])
-                                    for e in of_type(events, "affordance_fail")]
+    assert ("dirty", "stalled") in [(e.agent_id, e.reason)
+                                    for e in of_type(events, AffordanceFail)]
     assert world.agents.busy_obj[slot] == -1
     assert world.objects.occupant[shower] == -1
 
@@ -74,8 +76,8 @@ def test_occupant_making_progress_is_never_released() -> None:
     run(sleeper, 3)
     ops.perturb(sleeper, "blackout")
     events = run(sleeper, 100)
-    assert not of_type(events, "affordance_fail")
-    assert [e["affordance"] for e in of_type(events, "affordance_finish")] == ["rest_sleep"]
+    assert not of_type(events, AffordanceFail)
+    assert [e.affordance for e in of_type(events, AffordanceFinish)] == ["rest_sleep"]
 
     world = lone_cook(queue_fairness={"ghost_step_after": 3})
     run(world, 4)
@@ -83,19 +85,19 @@ def test_occupant_making_progress_is_never_released() -> None:
     run(world, 5)  # one tick without progress, fewer than ghost_step_after
     ops.perturb(world, "restore")
     events = run(world, 45)
-    assert not of_type(events, "affordance_fail")
-    finishes = of_type(events, "affordance_finish")
-    assert [(e["agent_id"], e["affordance"]) for e in finishes] == [("cook", "cook_meal")]
-    assert finishes[0]["tick"] == 1 + 40 + 1  # started at 1, 40 ticks of work, 1 blocked tick
+    assert not of_type(events, AffordanceFail)
+    finishes = of_type(events, AffordanceFinish)
+    assert [(e.agent_id, e.affordance) for e in finishes] == [("cook", "cook_meal")]
+    assert finishes[0].tick == 1 + 40 + 1  # started at 1, 40 ticks of work, 1 blocked tick
 
 
 def cooldown_town(*extra_objects: dict[str, Any], decay: dict[str, float] | None = None,
                   **sections: Any) -> World:
-    """The audit's repro: SPEC decay rates, a hungry agent on a stocked fridge, a stove."""
+    """The audit's repro: documented decay rates, a hungry agent on a stocked fridge, a stove."""
     return World(tiny_config(
         agents=[{"id": "a", "position": [1, 0], "needs": {**FULL, "hunger": 0.2},
                  "wallet": 10}],
-        rewards={"decay_rates": decay or SPEC_DECAY},
+        rewards={"decay_rates": decay or DOC_DECAY},
         objects=[{"id": "fridge", "type": "fridge", "position": [1, 0], "stock": 5},
                  {"id": "stove", "type": "stove", "position": [2, 0]}, *extra_objects],
         **sections))
@@ -106,13 +108,13 @@ def test_policy_does_not_target_an_object_cooling_down_for_the_agent() -> None:
     world = cooldown_town(decay={"hunger": 0.005, "hygiene": 0.0, "energy": 0.0})
     a, fridge = world.require_agent("a"), world.objects.slot_of["fridge"]
     events = run(world, 16)
-    assert [e["affordance"] for e in of_type(events, "affordance_finish")] == ["eat_meal"]
+    assert [e.affordance for e in of_type(events, AffordanceFinish)] == ["eat_meal"]
     assert world.agents.cooldown_until[a, world.type_index["fridge"]] == 16 + 60
     hungry_while_cooling = False
     for tick in range(17, 76):
         events = world.step(tick)
-        assert not of_type(events, "affordance_fail")
-        assert not of_type(events, "affordance_start")  # cooking would feed nobody: it waits
+        assert not of_type(events, AffordanceFail)
+        assert not of_type(events, AffordanceStart)  # cooking would feed nobody: it waits
         if world.agents.needs[a, 0] < 0.4:
             hungry_while_cooling = True
             assert world.agents.target_obj[a] != fridge  # the fridge refuses it until tick 76
@@ -120,12 +122,12 @@ def test_policy_does_not_target_an_object_cooling_down_for_the_agent() -> None:
             assert (world.agents.x[a], world.agents.y[a]) == (1, 0)  # waiting beside it
     assert hungry_while_cooling
     events = world.step(76)  # the cooldown ends: it queues and eats at once
-    assert [e["affordance"] for e in of_type(events, "affordance_start")] == ["eat_meal"]
+    assert [e.affordance for e in of_type(events, AffordanceStart)] == ["eat_meal"]
 
 
 def canteen_town() -> World:
     """The repro plus a second type that feeds, so there is somewhere else to eat during the
-    fridge cooldown. Only hunger decays (at the SPEC rate) and the shift is late in the day:
+    fridge cooldown. Only hunger decays (at the documented rate) and the shift is late in the day:
     sleep and work would otherwise starve it whatever the queues do (a 60-tick sleep costs
     0.6 hunger; a worker leaves its shift only at hunger 0.15, too late to finish a meal)."""
     canteen = {"id": "eat_out", "object_type": "canteen", "duration": 15, "cost": 0.4,
@@ -142,14 +144,14 @@ def test_agent_in_cooldown_eats_elsewhere_and_does_not_faint() -> None:
     world = canteen_town()
     a = world.require_agent("a")
     events = run(world, 300)  # the old policy stood at the cooling fridge and fainted at 57
-    assert not of_type(events, "agent_faint")
+    assert not of_type(events, AgentFaint)
     assert world.agents.ids[a] == "a"
-    meals = [(e["tick"], e["affordance"]) for e in of_type(events, "affordance_start")]
+    meals = [(e.tick, e.affordance) for e in of_type(events, AffordanceStart)]
     # The canteen during the fridge cooldown (not the stove, listed before it: cooking feeds
     # nobody), then back to the fridge the tick its cooldown ends.
     assert meals[:4] == [(1, "eat_meal"), (21, "eat_out"), (76, "eat_meal"), (101, "eat_out")]
     assert "cook_meal" not in {m for _t, m in meals}
-    assert not of_type(events, "affordance_fail")
+    assert not of_type(events, AffordanceFail)
 
 
 def test_cooldown_aware_policy_is_deterministic() -> None:
@@ -168,7 +170,7 @@ def test_failed_start_still_backs_off_without_hopping_to_the_stove() -> None:
     a = world.require_agent("a")
     world.agents.wallet[a] = 0.1
     events = run(world, 60)
-    fails = [(e["agent_id"], e["affordance"], e["reason"])
-             for e in of_type(events, "affordance_fail")]
+    fails = [(e.agent_id, e.affordance, e.reason)
+             for e in of_type(events, AffordanceFail)]
     assert fails == [("a", "eat_meal", "insufficient_funds")]
-    assert not of_type(events, "affordance_start")
+    assert not of_type(events, AffordanceStart)
