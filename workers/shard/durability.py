@@ -72,8 +72,8 @@ class Durability:
     def mark_sent(self, seqs: tuple[int, ...]) -> None:
         """Note that these boundaries' outputs (and all before them) are out; best effort:
         losing a mark only means a resend."""
-        assert self.journal is not None
         for seq in seqs:
+            assert self.journal is not None
             try:
                 self.journal.append(SentMark(seq).to_wire(), durable=False)
             except OSError as exc:

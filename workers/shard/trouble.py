@@ -46,14 +46,15 @@ class BrokerTrouble:
         self._logged_at = -TROUBLE_LOG_EVERY_S
         self._drop_inbox = False
         self._redeclare = False
+        self.needs_repair = False  # cheap to test on every call-down
         self.reported = 0  # broker errors so far (a counter for metrics)
 
     def report(self, exc: Exception) -> None:
         self.reported += 1
         if isinstance(exc, ConnectionLost):
-            self._drop_inbox = True
+            self._drop_inbox = self.needs_repair = True
         elif isinstance(exc, NotFound):
-            self._redeclare = True
+            self._redeclare = self.needs_repair = True
         self.errors.note(f"{type(exc).__name__}: {exc}")
         now = self.clock()
         if now - self._logged_at >= TROUBLE_LOG_EVERY_S:
@@ -65,5 +66,5 @@ class BrokerTrouble:
         if not (self._drop_inbox or self._redeclare):
             return NO_REPAIRS  # the usual case, several times a tick: allocate nothing
         repairs = Repairs(self._drop_inbox, self._redeclare)
-        self._drop_inbox = self._redeclare = False
+        self._drop_inbox = self._redeclare = self.needs_repair = False
         return repairs

@@ -42,8 +42,6 @@ from workers.shard.recovery import recover
 from workers.shard.statedir import StateDir
 from workers.shard.trouble import BrokerTrouble
 
-__all__ = ["ShardWorker", "StopRequested", "WorkerOptions"]
-
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
 PAUSED_POLL_S = 0.05
 
@@ -221,6 +219,8 @@ class ShardWorker:
         return flushed.empty
 
     def _repair(self) -> None:
+        if not self.trouble.needs_repair:
+            return
         repairs = self.trouble.take_repairs()
         if repairs.drop_inbox:
             self.inbox.drop()
