@@ -33,7 +33,8 @@ from shared.broker.base import Message  # noqa: E402
 from shared.config import SimulationConfig, load_config  # noqa: E402
 from shared.logging import configure_logging  # noqa: E402
 from shared.topology import Topology, declare_shard  # noqa: E402
-from workers.shard.worker import ShardWorker, WorkerOptions  # noqa: E402
+from workers.shard.options import WorkerOptions  # noqa: E402
+from workers.shard.worker import ShardWorker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "configs" / "examples" / "poc_hybrid.yaml"

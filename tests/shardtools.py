@@ -14,7 +14,8 @@ from shared.broker import MemoryHub, open_broker
 from shared.broker.base import Broker, Message, QueueSpec
 from shared.config import SimulationConfig
 from shared.topology import Topology, declare_shard
-from workers.shard.worker import ShardWorker, WorkerOptions
+from workers.shard.options import WorkerOptions
+from workers.shard.worker import ShardWorker
 
 TOPO = Topology()
 

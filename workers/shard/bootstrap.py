@@ -9,7 +9,8 @@ import structlog
 
 from shared.broker import MemoryHub, open_broker, redact_url
 from shared.config import load_config
-from workers.shard.worker import ShardWorker, WorkerOptions
+from workers.shard.options import WorkerOptions
+from workers.shard.worker import ShardWorker
 
 
 def run_shard(shard_id: str, config_path: Path, broker_url: str, state_dir: Path,
