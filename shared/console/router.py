@@ -63,8 +63,11 @@ class ConsoleRouter:
     def __init__(self, telemetry: TelemetryHub, world: World, *, config: SimulationConfig,
                  policy: Any = None, policy_provider: str | None = None,
                  telemetry_provider: str | None = None, controls: Controls | None = None,
-                 registry: Registry | None = None, errors: LastError | None = None,
+                 registry: Registry | None = None, ledger: CommandLedger | None = None,
+                 errors: LastError | None = None,
                  health: Callable[[], Health] | None = None) -> None:
+        """``ledger``, ``errors`` and ``health`` default to the router's own; a second router
+        for one shard passes the first one's, so both share one exactly-once state."""
         self.telemetry = telemetry
         self.world = world
         self.config = config
@@ -74,7 +77,8 @@ class ConsoleRouter:
         self.controls = controls
         self.registry = registry if registry is not None else default_registry()
         self.auth = Authenticator(config.console_auth)
-        self.ledger = CommandLedger(config.console.cmd_id_window, telemetry.shard_id)
+        self.ledger = ledger if ledger is not None else CommandLedger(
+            config.console.cmd_id_window, telemetry.shard_id)
         self.errors = errors if errors is not None else LastError()
         self.health = health if health is not None else self._own_health
         self._out = Outcomes(telemetry.shard_id, self.auth, self.ledger, self.errors,
