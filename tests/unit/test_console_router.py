@@ -371,3 +371,14 @@ def test_dispatch_of_something_else_is_a_bad_request(loop: SimulationLoop) -> No
     result = loop.router.dispatch({"name": "help"})  # type: ignore[arg-type]
     assert code(result) == "bad_request"
     assert loop.telemetry.latest_console_results()[-1] == result
+
+
+def test_a_second_router_given_the_loops_ledger_shares_its_exactly_once_state(
+        loop: SimulationLoop) -> None:
+    second = ConsoleRouter(loop.telemetry, loop.world, config=loop.config,
+                           ledger=loop.router.ledger, errors=loop.errors, health=loop.health)
+    first = loop.router.dispatch(ConsoleCommand(name="help"))
+    other = second.dispatch(ConsoleCommand(name="help"))
+    assert first["cmd_id"] != other["cmd_id"]  # one counter: an assigned id never repeats
+    answered = second.apply(chat("shared-1"), tick=1, received_at=0.0).to_wire()
+    assert loop.router.apply(chat("shared-1"), tick=2, received_at=0.0).to_wire() == answered
