@@ -17,7 +17,7 @@ app = typer.Typer(help="Townlet shards: run, operate and inspect deterministic t
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 AUDIT_LOG = Path("logs/console/commands.jsonl")
-DRY_RUN_CONFIG = Path("configs/examples/poc_hybrid.yaml")  # the seed script's cwd-relative path
+DRY_RUN_CONFIG = Path("configs/examples/poc_hybrid.yaml")  # the dry-run script's cwd-relative path
 BrokerOpt = Annotated[str | None, typer.Option(
     "--broker", help="RabbitMQ URL (amqp://... or amqps://...); default: $TOWNLET_AMQP_URL, "
                      "else amqp://guest:guest@127.0.0.1:5672/%2F. (memory://, the embedded "
@@ -110,9 +110,9 @@ def shard(
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
     except Exception as exc:  # a bug or a lost disk: log it, exit non-zero, restart from state
-        import structlog
+        from shared.logging import get_logger
 
-        structlog.get_logger("townlet.shard").exception(
+        get_logger("shard").exception(
             "shard_crashed", shard_id=shard_id, error=f"{type(exc).__name__}: {exc}")
         raise typer.Exit(1) from None
 

@@ -19,16 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from shared.broker import BrokerError, MemoryHub, open_broker
 from shared.broker.base import Broker
 from shared.config import FleetConfig
+from shared.logging import get_logger
 from shared.topology import Topology
 from workers.audit.consumer import run_audit
 from workers.shard.bootstrap import run_shard
 
-log = structlog.get_logger("townlet.fleet")
+log = get_logger("fleet")
 RESTART_BACKOFF_S = 1.0
 
 

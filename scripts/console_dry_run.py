@@ -1,4 +1,4 @@
-# ruff: noqa: E402, E501, I001  (the seed's script verbatim: only imports changed, auth setup added)
+# ruff: noqa: E402, E501, I001  (docs/user/console-dry-run.md's script verbatim: only imports changed, auth setup added)
 from pathlib import Path
 from shared.config import load_config
 from shared.console.handlers import ConsoleCommand, create_console_router

@@ -1,7 +1,8 @@
-"""The seed's headless check: ``python scripts/run_simulation.py CONFIG --ticks 50``.
+"""The headless check of docs/user/console-dry-run.md:
+``python scripts/run_simulation.py CONFIG --ticks 50``.
 
 The same command as ``townlet run`` (options: --ticks, --seed, --stream-telemetry,
---telemetry-path); kept under the name the seed document uses.
+--telemetry-path); kept under the name that document uses.
 """
 
 from __future__ import annotations

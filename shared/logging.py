@@ -27,6 +27,8 @@ _AMQP_CREDENTIALS = re.compile(r"(?i)\b(amqps?://)[^@/\s]+@")
 _INLINE_SECRET = re.compile(r"(?i)\b(token|auth|password|secret)(\s*[=:]\s*)[^\s,;&'\"]+")
 _PLAIN = (int, float, bool, type(None))
 
+Logger = FilteringBoundLogger  # what get_logger returns; callers never import structlog
+
 
 def is_secret_key(key: object) -> bool:
     """``token``, ``AUTH``, ``broker_password``, ``api-token``... (any case, also as a suffix)."""
@@ -140,7 +142,7 @@ def configure_logging(
     _route_stdlib(numeric, out, renderer)
 
 
-def get_logger(name: str | None = None, **initial: Any) -> FilteringBoundLogger:
+def get_logger(name: str | None = None, **initial: Any) -> Logger:
     """A lazy structlog logger; ``name`` is bound as ``component`` so lines say who wrote them.
 
     (Not ``logger``: that name clashes with structlog's own parameter.) The logger resolves the
@@ -148,4 +150,4 @@ def get_logger(name: str | None = None, **initial: Any) -> FilteringBoundLogger:
     """
     if name is not None:
         initial["component"] = name
-    return cast(FilteringBoundLogger, structlog.get_logger(**initial))
+    return cast(Logger, structlog.get_logger(**initial))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.config import ConsoleAuthConfig
+from shared.config import ConsoleAuthConfig, resolve_token
 
 from .envelope import ConsoleCommand, ConsoleError, ErrorCode
 
@@ -71,7 +71,7 @@ class Authenticator:
         offered = _digest(token)
         match: int | None = None
         for index, entry in enumerate(self.config.tokens):
-            secret = entry.resolve()
+            secret = resolve_token(entry)
             usable = bool(secret)  # an unset token_env never matches, but still costs a compare
             same = hmac.compare_digest(offered, _digest(secret or ""))
             if same and usable and match is None:
@@ -80,7 +80,7 @@ class Authenticator:
 
     def secrets(self) -> list[str]:
         """Configured tokens, longest first (resolved now, so rotated env tokens are covered)."""
-        found = {s for s in (entry.resolve() for entry in self.config.tokens) if s}
+        found = {s for s in (resolve_token(entry) for entry in self.config.tokens) if s}
         return sorted(found, key=len, reverse=True)
 
     def check_no_token_outside_auth(self, command: ConsoleCommand) -> None:

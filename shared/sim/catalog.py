@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.config import NEEDS, AffordanceSpec, JobConfig, SimulationConfig
+from shared.settings import NEEDS, AffordanceSpec, JobConfig, SimulationConfig
 
 from .tables import MAX_TYPES, NEED_INDEX, ObjectTable
 

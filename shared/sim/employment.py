@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.config import EmploymentConfig, SimulationConfig
+from shared.settings import EmploymentConfig, SimulationConfig
 
 from . import lifecycle
 from .events import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.config import NEEDS
+from shared.settings import NEEDS
 
 from .events import AgentRemoved, AgentRespawned, Event
 from .state import BaseSystem, Respawn, State

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from shared.config import NEEDS
+from shared.settings import NEEDS
 
 from . import affordances, lifecycle, social
 from .employment import queue_of

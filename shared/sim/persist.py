@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.config import SimulationConfig
+from shared.settings import SimulationConfig
 
 from .codec import export_fields, restore_fields
 from .state import Scalars, State

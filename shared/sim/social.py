@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.config import SimulationConfig
+from shared.settings import SimulationConfig
 
 from .events import Chat, ChatFailure, ChatSuccess, Event, SharedMeal
 from .state import SOCIAL_EVENT_HISTORY, BaseSystem, State

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from shared.config import AffordanceSpec, SimulationConfig
+from shared.settings import AffordanceSpec, SimulationConfig
 
 from .catalog import Catalog
 from .codec import log_field

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.config import NEEDS
+from shared.settings import NEEDS
 
 from . import jobs, social
 from .state import State

@@ -6,7 +6,7 @@ holds is in ``state.py``, the tick order in ``scheduler.py`` (docs/SIMULATION.md
 
 from __future__ import annotations
 
-from shared.config import SimulationConfig
+from shared.settings import SimulationConfig
 
 from . import lifecycle, scheduler
 from .employment import EmploymentQueue, queue_of

@@ -2,8 +2,8 @@
 
 A refactor must not change a single hash; a deliberate rule change regenerates the file
 (``python -m tests.golden.scenarios --write``) and says in its commit which rule changed and why.
-Each scenario runs through the seed's surface (``SimulationLoop``, ``router.dispatch``), so the
-check holds whatever the internals look like.
+Each scenario runs through the dry run's Python surface (``SimulationLoop``,
+``router.dispatch``), so the check holds whatever the internals look like.
 """
 
 from __future__ import annotations

@@ -17,14 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from structlog.typing import FilteringBoundLogger
-
 from shared import wire
 from shared.audit.records import AuditRecordError, EncodedLine, encode_line
 from shared.audit.sink import AuditLog
 from shared.broker import MemoryHub, open_broker, redact_url
 from shared.broker.base import Broker, BrokerError, ConnectionLost, Delivery, Message
-from shared.logging import get_logger
+from shared.logging import Logger, get_logger
 from shared.topology import Topology, declare_audit
 
 MIN_BACKOFF = 0.05
@@ -60,7 +58,7 @@ class AuditConsumer:
         *,
         max_body_bytes: int = 1_048_576,
         batch: int = 100,
-        logger: FilteringBoundLogger | None = None,
+        logger: Logger | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be >= 1")
@@ -252,7 +250,7 @@ def _connect(
     hub: MemoryHub | None,
     stop: threading.Event,
     opener: Callable[..., Broker],
-    logger: FilteringBoundLogger,
+    logger: Logger,
 ) -> Broker | None:
     """Open the broker, retrying while it is unreachable; None if stopped first."""
     delay = 0.0

@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import structlog
-
 from shared.broker import MemoryHub, open_broker, redact_url
 from shared.config import load_config
+from shared.logging import get_logger
 from workers.shard.options import WorkerOptions
 from workers.shard.worker import ShardWorker
 
@@ -18,7 +17,7 @@ def run_shard(shard_id: str, config_path: Path, broker_url: str, state_dir: Path
               hub: MemoryHub | None = None, max_ticks: int | None = None,
               checkpoint_every: int = 200) -> None:
     config = load_config(config_path)
-    log = structlog.get_logger("townlet.shard").bind(shard_id=shard_id)
+    log = get_logger("shard", shard_id=shard_id)
     # Fail fast while the broker is away: the worker keeps ticking and queues its outputs.
     broker = open_broker(broker_url, hub=hub, wait_for_broker=False)
     log.info("shard_booting", broker=redact_url(broker_url), config=str(config_path),

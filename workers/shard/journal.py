@@ -13,14 +13,13 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import structlog
-
 from shared import wire
+from shared.logging import get_logger
 
 _HEADER = struct.Struct(">II")
 MAX_RECORD = 64 * 1024 * 1024
 
-log = structlog.get_logger(__name__)
+log = get_logger("shard.journal")
 
 
 class Journal:

@@ -24,11 +24,10 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
-
 from shared.broker.base import Broker, BrokerError
 from shared.config import SimulationConfig
 from shared.console.results import results_to_wire
+from shared.logging import get_logger
 from shared.loop import SimulationLoop
 from shared.telemetry import Health
 from shared.topology import Topology, declare_shard
@@ -60,7 +59,7 @@ class ShardWorker:
         self.topo = topo or Topology()
         self.clock = clock
         self.sleep = sleep
-        self.log = structlog.get_logger("townlet.shard").bind(shard_id=options.shard_id)
+        self.log = get_logger("shard", shard_id=options.shard_id)
         self.state = StateDir(options.state_dir)
         self.loop = SimulationLoop(config, shard_id=options.shard_id, audit=False, clock=clock,
                                    health=self.health)
