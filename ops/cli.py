@@ -1,65 +1,88 @@
-"""The `townlet` command line (Typer). Commands stay thin: each delegates to one module."""
+"""The `townlet` command line (Typer). Commands stay thin: each delegates to one module.
+
+The shared vocabulary (option types, choices, exit codes, one-line failures) is in
+``ops/vocabulary.py``; broker URLs and fast-failing client connections in ``ops/connect.py``.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from shared.config import ConfigError, FleetConfig
+from ops.vocabulary import (
+    AUDIT_LOG,
+    CONSOLE_TOKEN_ENV,
+    DEFAULT_TIMEOUT_S,
+    EXIT_CODES_HELP,
+    AuditLogOpt,
+    BrokerOpt,
+    CliError,
+    Exit,
+    JsonOpt,
+    Kind,
+    LogLevel,
+    LogLevelOpt,
+    MetricsPortOpt,
+    Mode,
+    ShardFilterOpt,
+    ShardOpt,
+    TimeoutOpt,
+    TokenEnvOpt,
+    die,
+    fail,
+    rewrite_renamed,
+)
+from shared.config import ConfigError
 
-app = typer.Typer(help="Townlet shards: run, operate and inspect deterministic town shards.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help=f"Townlet shards: run, operate and inspect deterministic town shards.\n\n"
+         f"{EXIT_CODES_HELP}",
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]})
 
-AUDIT_LOG = Path("logs/console/commands.jsonl")
-DRY_RUN_CONFIG = Path("configs/examples/poc_hybrid.yaml")  # the dry-run script's cwd-relative path
-BrokerOpt = Annotated[str | None, typer.Option(
-    "--broker", help="RabbitMQ URL (amqp://... or amqps://...); default: $TOWNLET_AMQP_URL, "
-                     "else amqp://guest:guest@127.0.0.1:5672/%2F. (memory://, the embedded "
-                     "broker, exists only inside `townlet up`.)")]
-MEMORY_ONLY_IN_UP = ("memory:// is the embedded broker and exists only inside one process: use "
-                     "`townlet up` (no broker configured) or an amqp:// URL")
-USAGE = 2  # exit code of a bad option, as Typer's own usage errors
-
-
-def _in_process_only(url: str) -> bool:
-    """Whether ``url`` names a transport that lives inside one process (memory://)."""
-    from shared.broker import find_transport
-
-    transport = find_transport(url)
-    return transport is not None and transport.in_process
-
-
-def _broker_url(value: str | None) -> str:
-    """The broker URL of a command that talks to a broker from its own process.
-
-    memory:// is refused here: an in-memory broker is private to the process that holds it, so
-    a lone shard, audit consumer or operator command on it could never meet anyone."""
-    from shared.broker import default_amqp_url, find_transport, network_schemes, redact_url
-
-    url = value or default_amqp_url()
-    if _in_process_only(url):
-        raise _fail(MEMORY_ONLY_IN_UP, USAGE)
-    if find_transport(url) is None:
-        schemes = " or ".join(f"{scheme}://..." for scheme in network_schemes())
-        raise _fail(f"unsupported broker URL {redact_url(url)}: use {schemes}", USAGE)
-    return url
+FLEET_FILE = Path("configs/fleet/local.yaml")
+FleetOpt = Annotated[Path, typer.Option("--fleet", help="Fleet file (shards, state root, "
+                                                        "audit log)")]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"townlet {version('townlet')}")
+        except PackageNotFoundError:  # running from a checkout that was never installed
+            typer.echo("townlet (not installed)")
+        raise typer.Exit()
 
 
-def _logging(level: str = "info") -> None:
+@app.callback()
+def _main(version_: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit")]
+          = False) -> None:
+    from shared.logging import quiet_libraries
+
+    quiet_libraries()  # a client command configures no logging: keep pika's records out
+
+
+def _logging(level: LogLevel | str = LogLevel.info, as_json: bool | None = None) -> None:
     from shared.logging import configure_logging
 
-    configure_logging(level)
+    configure_logging(level.value if isinstance(level, LogLevel) else level,
+                      json=True if as_json else None)
+
+
+def _url(broker: str | None) -> str:
+    from ops.connect import broker_url
+
+    try:
+        return broker_url(broker)
+    except CliError as exc:
+        die(exc)
 
 
 @app.command()
@@ -72,43 +95,47 @@ def run(
         "--stream-telemetry", help="Mirror one JSON telemetry line per tick to stdout")] = False,
     telemetry_path: Annotated[Path | None, typer.Option(
         help="Write one JSON telemetry line per tick to this file")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run one shard headless in-process (telemetry muted unless asked for)."""
     from ops.run_local import run_headless
 
     if stream_telemetry and telemetry_path is not None:
-        raise _fail("use either --stream-telemetry or --telemetry-path, not both")
-    run_headless(config, ticks, seed, stream_telemetry, telemetry_path)
+        raise fail("use either --stream-telemetry or --telemetry-path, not both", Exit.USAGE)
+    run_headless(config, ticks, seed, stream_telemetry, telemetry_path, as_json=as_json)
 
 
 @app.command()
 def shard(
-    shard_id: Annotated[str, typer.Option("--shard-id", help="Shard id (queue and routing key)")],
+    shard_id: ShardOpt,
     config: Annotated[Path, typer.Option(help="The shard's YAML config")],
     broker: BrokerOpt = None,
     state_dir: Annotated[Path | None, typer.Option(
-        help="Journal, checkpoint and lock (default state/<shard-id>)")] = None,
+        help="Journal, checkpoint and lock (default state/<shard>)")] = None,
     tick_rate: Annotated[float | None, typer.Option(
         "--tick-rate", min=0.0, help="Ticks per second (0 = as fast as possible)")] = None,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Ticks between checkpoints")] = 200,
-    max_ticks: Annotated[int | None, typer.Option(min=1, help="Stop after this many ticks")] = None,
-    log_level: Annotated[str, typer.Option(help="debug logs one line per tick")] = "info",
+    ticks: Annotated[int | None, typer.Option(min=1, help="Stop after this many ticks")] = None,
+    log_level: LogLevelOpt = LogLevel.info,
+    metrics_port: MetricsPortOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON log lines even on a "
+                                                         "terminal")] = False,
 ) -> None:
     """Run one shard worker: consume its queue, tick, publish results and telemetry."""
     from ops.signals import install_stop_signals
 
-    url = _broker_url(broker)
+    url = _url(broker)
     stop = threading.Event()
     install_stop_signals(stop)
     from workers.shard.bootstrap import run_shard
 
-    _logging(log_level)
+    _logging(log_level, as_json)
     try:
         run_shard(shard_id, config, url, state_dir or Path("state") / shard_id,
-                  stop, tick_rate_hz=tick_rate, max_ticks=max_ticks,
-                  checkpoint_every=checkpoint_every)
-    except (ConfigError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+                  stop, tick_rate_hz=tick_rate, max_ticks=ticks,
+                  checkpoint_every=checkpoint_every, metrics_port=metrics_port)
+    except (ConfigError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
     except Exception as exc:  # a bug or a lost disk: log it, exit non-zero, restart from state
         from shared.logging import get_logger
 
@@ -120,23 +147,30 @@ def shard(
 @app.command()
 def audit(
     broker: BrokerOpt = None,
-    log: Annotated[Path, typer.Option(help="JSONL audit log")] = AUDIT_LOG,
+    audit_log: AuditLogOpt = AUDIT_LOG,
+    metrics_port: MetricsPortOpt = None,
+    log_level: LogLevelOpt = LogLevel.info,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON log lines even on a "
+                                                         "terminal")] = False,
 ) -> None:
     """Run the audit consumer: one fsynced JSON line per console result."""
     from ops.signals import install_stop_signals
 
-    url = _broker_url(broker)
+    url = _url(broker)
     stop = threading.Event()
     install_stop_signals(stop)
     from workers.audit.consumer import run_audit
 
-    _logging()
-    run_audit(url, log, stop)
+    _logging(log_level, as_json)
+    try:
+        run_audit(url, audit_log, stop, metrics_port=metrics_port)
+    except OSError as exc:  # the log is locked by another consumer, or unwritable
+        raise fail(str(exc)) from None
 
 
 @app.command()
 def up(
-    fleet: Annotated[Path, typer.Option(help="Fleet file")] = Path("configs/fleet/local.yaml"),
+    fleet: FleetOpt = FLEET_FILE,
     broker: Annotated[str | None, typer.Option(
         help="amqp:// URL: run every worker as its own process on RabbitMQ. Without it (and "
              "without $TOWNLET_AMQP_URL), or with memory://, the fleet runs embedded in this "
@@ -146,229 +180,208 @@ def up(
     seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after S seconds")] = None,
     commands: Annotated[Path | None, typer.Option(
         help="JSONL of commands, sent as the fleet starts, one per line: {shard, name, "
-             "args, kwargs, mode, cmd_id, auth, ...}; results are printed as JSON lines")] = None,
+             "args, kwargs, mode, cmd_id, auth, ...}; one line per result is printed")] = None,
+    max_restarts: Annotated[int, typer.Option(
+        min=0, help="Restarts of one child (with exponential backoff) before the whole fleet "
+                    "stops with exit 1")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON lines")] = False,
 ) -> None:
-    """Run the whole fleet locally: every shard worker plus the audit consumer."""
-    from ops import fleet as fleet_mod
-    from ops.signals import install_stop_signals
-    from shared.broker import AMQP_URL_ENV
+    """Run the whole fleet locally: every shard worker plus the audit consumer.
 
-    url = broker or os.environ.get(AMQP_URL_ENV)
-    embedded = not url or _in_process_only(url)
-    if not embedded:
-        url = _broker_url(url)
-    spec, items = _load_fleet_and_commands(fleet, commands)
-    _logging()
-    stop = threading.Event()
-    install_stop_signals(stop)
-    if embedded:
-        if seconds is not None:
-            _stop_after(seconds, stop)
-        summary = fleet_mod.run_embedded(spec, stop, ticks=ticks, commands=items)
-    else:
-        summary = fleet_mod.run_processes(spec, str(url), stop, seconds, ticks=ticks,
-                                          commands=items)
-    for result in summary["results"]:
-        typer.echo(json.dumps(result, sort_keys=True))
-    for error in summary["errors"]:
-        typer.echo(f"error: {error}", err=True)
-    typer.echo(f"fleet stopped; audit log: {summary['audit_log']}", err=True)
-    if summary["errors"]:
-        raise typer.Exit(1)
-
-
-def _stop_after(seconds: float, stop: threading.Event) -> None:
-    timer = threading.Timer(seconds, stop.set)
-    timer.daemon = True  # a run that ends first (--ticks) must not wait for it
-    timer.start()
-
-
-def _load_fleet_and_commands(
-        fleet: Path, commands: Path | None,
-) -> tuple[FleetConfig, list[tuple[str, dict[str, Any]]] | None]:
-    """Everything `up` reads, checked before anything starts: a typo fails in one line here
-    instead of in a worker thread or after the fleet has been running for a while."""
-    from ops.commands_file import CommandsFileError, read_commands
-    from shared.config import load_config, load_fleet
+    Exit 1 if a command got no result or an error result, or a child kept dying."""
+    from ops.fleet_cli import run_up
 
     try:
-        spec = load_fleet(fleet)
-        for shard in spec.shards:
-            load_config(shard.config)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    if commands is None:
-        return spec, None
-    try:
-        return spec, read_commands(commands, [s.id for s in spec.shards])
-    except CommandsFileError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+        code = run_up(fleet, broker, ticks=ticks, seconds=seconds, commands=commands,
+                      max_restarts=max_restarts, as_json=as_json, logging=_logging)
+    except CliError as exc:
+        die(exc)
+    raise typer.Exit(code)
 
 
 @app.command()
 def send(
-    shard_id: Annotated[str, typer.Argument(help="Target shard")],
+    shard_id: Annotated[str, typer.Argument(metavar="SHARD", help="Target shard")],
     name: Annotated[str, typer.Argument(help="Console command, e.g. employment_status")],
     args: Annotated[list[str] | None, typer.Argument(help="Positional args (JSON or text)")] = None,
     kw: Annotated[list[str] | None, typer.Option(
-        help="key=value kwargs (value JSON or text)")] = None,
-    mode: Annotated[str, typer.Option(help="viewer or admin")] = "viewer",
+        help="key=value kwargs (value JSON or text); repeat for several")] = None,
+    mode: Annotated[Mode, typer.Option(help="Requested role (the token decides)")] = Mode.viewer,
     cmd_id: Annotated[str | None, typer.Option(help="Idempotency key (default: generated)")] = None,
-    token_env: Annotated[str | None, typer.Option(
-        help="Environment variable holding the console token")] = "TOWNLET_CONSOLE_TOKEN",
+    token_env: TokenEnvOpt = CONSOLE_TOKEN_ENV,
     wait: Annotated[bool, typer.Option(help="Wait for the result")] = True,
-    timeout: Annotated[float, typer.Option(min=0.1)] = 10.0,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     broker: BrokerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole result envelope as "
+                                                         "JSON")] = False,
 ) -> None:
-    """Publish one console command to a shard and print its result (exit 1 on error)."""
-    from ops.client import OperatorClient, ResultTimeout, build_command
-    from shared.broker import BrokerError, open_broker
+    """Send one console command to a shard; print one line: ok/error, shard, command, tick.
 
-    kwargs: dict[str, Any] = {}
-    for item in kw or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise _fail(f"--kw expects key=value, got {item!r}")
-        kwargs[key] = _parse_value(value)
-    token = os.environ.get(token_env) if token_env else None
-    payload = build_command(name, [_parse_value(a) for a in args or []], kwargs, mode=mode,
-                            cmd_id=cmd_id, token=token)
+    Exit 1 on an error result or a shard with no queue, 3 on no result in time, 4 when the
+    broker is unreachable."""
+    from ops.sending import send as send_command
+
     try:
-        client = OperatorClient(open_broker(_broker_url(broker)))
-        result = client.send(shard_id, payload, wait=wait, timeout=timeout)
-    except (BrokerError, ValueError, ResultTimeout) as exc:
-        raise _fail(str(exc)) from None
-    if result is None:
-        typer.echo(json.dumps({"queued": payload["cmd_id"]}))
-        return
-    typer.echo(json.dumps(result, indent=2, sort_keys=True))
-    if result.get("status") != "ok":
-        raise typer.Exit(1)
+        send_command(_url(broker), shard_id, name, args or [], kw or [], mode=mode.value,
+                     cmd_id=cmd_id, token_env=token_env, wait=wait, timeout=timeout,
+                     as_json=as_json)
+    except CliError as exc:
+        die(exc)
 
 
 @app.command()
 def tail(
     shard_id: Annotated[str | None, typer.Option("--shard", help="Only this shard")] = None,
-    kind: Annotated[str | None, typer.Option(help="snapshot, diff or health")] = None,
+    kind: Annotated[Kind | None, typer.Option(help="Only this telemetry kind")] = None,
     results: Annotated[bool, typer.Option(help="Tail console results instead")] = False,
-    count: Annotated[int | None, typer.Option(min=1)] = None,
-    seconds: Annotated[float | None, typer.Option(min=0.1)] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after N messages")] = None,
+    seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after S seconds")] = None,
+    save: Annotated[Path | None, typer.Option(
+        help="Also append per-tick telemetry as JSON lines to FILE (for `townlet replay "
+             "--telemetry FILE`)")] = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     broker: BrokerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Raw messages as JSON lines")] = False,
 ) -> None:
-    """Print telemetry (or console results) as JSON lines, as they are published."""
-    from ops.client import OperatorClient
-    from shared.broker import BrokerError, open_broker
-    from shared.topology import Topology
+    """Print telemetry (or console results) as they are published, one line each."""
+    from ops.tailing import tail as tail_messages
 
-    topo = Topology()
-    exchange = topo.results_exchange if results else topo.telemetry_exchange
     try:
-        client = OperatorClient(open_broker(_broker_url(broker)), topo)
-        for headers, body in client.stream(exchange, seconds=seconds, count=None):
-            if shard_id and headers.get("shard_id") != shard_id:
-                continue
-            if kind and body.get("kind") != kind:
-                continue
-            sys.stdout.write(json.dumps(body, sort_keys=True) + "\n")
-            sys.stdout.flush()
-            count = None if count is None else count - 1
-            if count == 0:
-                return
-    except BrokerError as exc:
-        raise _fail(str(exc)) from None
+        tail_messages(_url(broker), shard_id=shard_id, kind=kind.value if kind else None,
+                      results=results, count=count, seconds=seconds, timeout=timeout,
+                      as_json=as_json, save=save)
+    except CliError as exc:
+        die(exc)
+    except (BrokenPipeError, KeyboardInterrupt):  # `| head`, or Ctrl-C: a normal end
+        sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the exit-time flush
 
 
 @app.command()
 def status(
-    fleet: Annotated[Path, typer.Option(help="Fleet file")] = Path("configs/fleet/local.yaml"),
-    shard_ids: Annotated[list[str] | None, typer.Option(
-        "--shard", help="Shard ids to show instead of the fleet file's")] = None,
-    listen: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for health")] = 2.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    fleet: Annotated[Path | None, typer.Option(
+        help="Fleet file: its shards are reported even when silent")] = None,
+    shard_ids: ShardFilterOpt = None,
+    listen: Annotated[float, typer.Option(
+        min=0.0, help="Seconds to listen for telemetry (stops early once every named shard "
+                      "was seen); a shard with no new tick in this window is stale")] = 2.0,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     broker: BrokerOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Fleet status: inbox depth, latest tick and health per shard, audit and dead queues."""
-    from ops.status import fleet_status, render
-    from shared.broker import BrokerError, open_broker
-    from shared.config import load_fleet
+    """Fleet status: state (ticking/paused/stale/unknown), tick, rate, lag, inbox, consumers,
+    the audit consumer and dead letters. Exit 1 when anything is unhealthy."""
+    from ops.status_cli import run_status
 
-    url = _broker_url(broker)
     try:
-        ids = shard_ids or [s.id for s in load_fleet(fleet).shards]
-        report = fleet_status(open_broker(url), ids, listen)
-    except (ConfigError, BrokerError) as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(json.dumps(report, indent=2, sort_keys=True) if as_json else render(report))
+        healthy = run_status(_url(broker), fleet, shard_ids, listen, timeout, as_json)
+    except CliError as exc:
+        die(exc)
+    if not healthy:
+        raise typer.Exit(int(Exit.ERROR))
+
+
+@app.command()
+def top(
+    fleet: Annotated[Path | None, typer.Option(help="Fleet file: show its shards too")] = None,
+    shard_ids: ShardFilterOpt = None,
+    refresh: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes")] = 1.0,
+    once: Annotated[bool, typer.Option(help="Draw once and exit (a snapshot)")] = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    broker: BrokerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON view per refresh "
+                                                         "instead of drawing")] = False,
+) -> None:
+    """A live view of the fleet, refreshed in place: tick, rate, lag, inbox, employment
+    pending, exits today and last error per shard. Ctrl-C quits."""
+    from ops.status_cli import run_top
+
+    try:
+        run_top(_url(broker), fleet, shard_ids, refresh, once, timeout, as_json)
+    except CliError as exc:
+        die(exc)
 
 
 @app.command()
 def replay(
     config: Annotated[Path, typer.Option(help="The shard's initial config")],
-    shard_id: Annotated[str, typer.Option("--shard", help="Shard id in the audit log")],
-    ticks: Annotated[int, typer.Option(min=1, help="Replay up to this tick")],
-    audit_log: Annotated[Path, typer.Option(
-        "--audit", help="The audit log `townlet audit` wrote (its rotated .1, .2, ... files "
-                        "are read too); for a shard that never got a command, an empty file")
-    ] = AUDIT_LOG,
+    shard_id: ShardOpt,
+    ticks: Annotated[int | None, typer.Option(
+        min=1, help="Replay up to this tick (default: the last tick of --telemetry)")] = None,
+    audit_log: AuditLogOpt = AUDIT_LOG,
     telemetry: Annotated[Path | None, typer.Option(
-        help="Captured telemetry JSONL to check every tick's state_hash against")] = None,
+        help="Captured telemetry JSONL (`townlet tail --save`) to check every tick's "
+             "state_hash against")] = None,
+    bisect: Annotated[bool, typer.Option(
+        help="Stop at the first tick whose state_hash differs from --telemetry and show it "
+             "(exit 1), or say all match (exit 0)")] = False,
     write_state: Annotated[Path | None, typer.Option(
         help="Also write the rebuilt shard as a state dir a worker resumes from (must not "
              "hold a checkpoint or journal yet); refused if telemetry disagrees")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Rebuild a shard from its config and audit log; verify hashes against telemetry."""
-    from ops.replay import ReplayInputError, audit_results, rebuild, telemetry_hashes
-    from shared.config import load_config
+    from ops.bisect import run_replay
 
     try:
-        cfg = load_config(config)
-        # Read both inputs before the (long) replay: a typo fails at once, not minutes later.
-        results = audit_results(audit_log, shard_id)
-        live = None if telemetry is None else telemetry_hashes(telemetry, shard_id)
-    except (ConfigError, ReplayInputError) as exc:
-        raise _fail(str(exc)) from None
-    loop, hashes = rebuild(cfg, shard_id, results, ticks)
-    last = max(hashes) if hashes else 0
-    typer.echo(f"replayed {len(hashes)} ticks of {shard_id}; tick {last} state_hash "
-               f"{hashes.get(last, '-')}")
-    if live is not None:
-        shared_ticks = sorted(set(live) & set(hashes))
-        bad = [t for t in shared_ticks if live[t] != hashes[t]]
-        typer.echo(f"checked {len(shared_ticks)} ticks against telemetry: "
-                   f"{'all match' if not bad else f'{len(bad)} differ, first at tick {bad[0]}'}")
-        if bad or not shared_ticks:
-            raise typer.Exit(1)  # never write a state that disagrees with the live shard
-    if write_state is not None:
-        from workers.shard.recovery import seed_state_dir
-
-        try:
-            path = seed_state_dir(write_state, loop, cfg)
-        except OSError as exc:
-            raise _fail(str(exc)) from None
-        typer.echo(f"wrote {path}: a worker started with --state-dir {write_state} resumes "
-                   f"{shard_id} at tick {loop.tick}")
+        code = run_replay(config, shard_id, ticks, audit_log, telemetry, bisect=bisect,
+                          write_state=write_state, as_json=as_json)
+    except CliError as exc:
+        die(exc)
+    raise typer.Exit(code)
 
 
 @app.command("dry-run")
-def dry_run() -> None:
-    """Run the console dry run (scripts/console_dry_run.py) against a fresh in-process shard.
+def dry_run(
+    shard_id: Annotated[str | None, typer.Option(
+        "--shard", help="Run the checklist against this live shard over the broker (admin "
+                        "token from --token-env); without it, against a fresh in-process "
+                        "shard")] = None,
+    audit_log: AuditLogOpt = AUDIT_LOG,
+    token_env: TokenEnvOpt = CONSOLE_TOKEN_ENV,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    broker: BrokerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The console dry run of docs/user/console-dry-run.md: each checklist item PASS/FAIL with
+    its evidence; exit 1 if any fails. In-process it reads configs/ and writes logs/ relative to
+    the current directory (run it from the project root)."""
+    from ops.dry_run import run_in_process, run_live
 
-    Run it from the project root: the script reads configs/ and writes logs/ relative to it."""
-    import runpy
+    try:
+        if shard_id is None:
+            ok = run_in_process(as_json=as_json)
+        else:
+            ok = run_live(_url(broker), shard_id, audit_log=audit_log, token_env=token_env,
+                          timeout=timeout, as_json=as_json)
+    except CliError as exc:
+        die(exc)
+    if not ok:
+        raise typer.Exit(int(Exit.ERROR))
 
-    if not DRY_RUN_CONFIG.is_file():  # the script would die with a ConfigError traceback
-        raise _fail(f"{DRY_RUN_CONFIG} not found in {Path.cwd()}: run `townlet dry-run` from "
-                    "the project root (the directory holding configs/)")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "console_dry_run.py"
-    runpy.run_path(str(script), run_name="__main__")
+
+@app.command()
+def probe(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The process's --metrics-port")],
+    host: Annotated[str, typer.Option(help="Where the process listens")] = "127.0.0.1",
+    timeout: TimeoutOpt = 3.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask a shard or audit process's health probe (/healthz); exit 0 healthy, 1 not, 4 no
+    answer (what the compose healthchecks run)."""
+    from ops.probe import probe as ask
+
+    healthy, body = ask(host, port, timeout)
+    typer.echo(json.dumps(body, sort_keys=True) if as_json else
+               f"{'healthy' if healthy else 'unhealthy'}: {body.get('detail', body)}")
+    if not healthy:
+        raise typer.Exit(int(Exit.UNREACHABLE if body.get("unreachable") else Exit.ERROR))
+
+
+def main() -> None:
+    """The `townlet` entry point: old flag spellings rewritten, then Typer."""
+    sys.argv[1:] = rewrite_renamed(sys.argv[1:])
+    app(prog_name="townlet")
 
 
 if __name__ == "__main__":
-    app()
+    main()

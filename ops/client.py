@@ -1,8 +1,10 @@
 """The operator's side of the wire: send commands and wait for results, tail telemetry.
 
 Replies come back through a private, non-durable reply queue (PROTOCOL: ``reply_to`` and
-``correlation_id`` are honoured). The shard's inbox is declared before publishing so a command
-for a shard that has not started yet waits for it instead of being dropped as unroutable.
+``correlation_id`` are honoured). Commands are published ``mandatory`` and the client never
+declares a shard's inbox: a command for a shard that has no queue (a typo, a shard that never
+ran) is returned at once (``Unroutable``) instead of creating a durable queue that keeps it
+forever. ``townlet up`` declares the inboxes of its own fleet first (``declare_inboxes``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from shared import wire
-from shared.broker.base import Broker, Message, QueueSpec
-from shared.topology import Topology, declare_common, validate_shard_id
+from shared.broker.base import Broker, Message, QueueSpec, Unroutable
+from shared.topology import Topology, declare_shard, validate_shard_id
 
 PRIVATE_QUEUE_TTL_MS = 60_000  # an abandoned reply/tail queue disappears after a minute
 
@@ -53,15 +55,24 @@ class OperatorClient:
                                             expires_ms=PRIVATE_QUEUE_TTL_MS))
         return name
 
+    def declare_inboxes(self, shard_ids: list[str]) -> None:
+        """Declare these shards' inboxes (only for shards this caller runs: `townlet up`)."""
+        for shard_id in shard_ids:
+            declare_shard(self.broker, self.topo, shard_id)
+
     def publish_command(self, shard_id: str, payload: dict[str, Any],
                         reply_to: str | None = None, correlation_id: str | None = None) -> None:
         validate_shard_id(shard_id)
-        declare_common(self.broker, self.topo)
-        self.broker.declare_queue(self.topo.shard_queue_spec(shard_id))
+        self.broker.declare_exchange(self.topo.commands_exchange_spec())
         cmd_id = str(payload["cmd_id"])
-        self.broker.publish(self.topo.commands_exchange, shard_id, Message(
-            body=wire.encode(payload), message_id=cmd_id, correlation_id=correlation_id or cmd_id,
-            reply_to=reply_to, persistent=True))
+        try:
+            self.broker.publish(self.topo.commands_exchange, shard_id, Message(
+                body=wire.encode(payload), message_id=cmd_id,
+                correlation_id=correlation_id or cmd_id, reply_to=reply_to, persistent=True,
+                mandatory=True))
+        except Unroutable:
+            raise Unroutable(f"shard {shard_id!r} has no command queue: it has never run on "
+                             "this broker (a typo?); see `townlet status`") from None
 
     def send(self, shard_id: str, payload: dict[str, Any], *, wait: bool = True,
              timeout: float = 10.0) -> dict[str, Any] | None:

@@ -3,15 +3,15 @@
 Embedded (no broker configured): every worker is a thread on one in-memory broker, through the
 same worker and consumer code as production. With a broker URL: each worker and the audit
 consumer is its own process (`townlet shard` / `townlet audit`, as docker-compose.yml runs them),
-supervised here: a child that dies is restarted after a short backoff. With ``--ticks`` each
-shard stops after that many ticks (``townlet shard --max-ticks``) and the fleet stops once all
+supervised here (``ops/supervise.py``: restarts with exponential backoff and a limit, children
+that die with their parent). With ``--ticks`` each
+shard stops after that many ticks (``townlet shard --ticks``) and the fleet stops once all
 have; ``--commands`` are sent through the broker and their results collected, in both modes.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ops.supervise import Supervisor
 from shared.broker import BrokerError, MemoryHub, open_broker
 from shared.broker.base import Broker
 from shared.config import FleetConfig
@@ -28,9 +29,6 @@ from workers.audit.consumer import run_audit
 from workers.shard.bootstrap import run_shard
 
 log = get_logger("fleet")
-RESTART_BACKOFF_S = 1.0
-
-
 RESULT_TIMEOUT_S = 30.0  # give up on the commands file when no result came for this long
 RESULT_GRACE_S = 2.0  # after the shards stopped: results already published are still in flight
 AUDIT_DRAIN_S = 10.0
@@ -44,9 +42,11 @@ class CommandSender:
     awaited; its own connection, because a broker connection is not thread-safe.
     """
 
-    def __init__(self, connect: Callable[[], Broker], commands: list[Command]) -> None:
+    def __init__(self, connect: Callable[[], Broker], commands: list[Command],
+                 shard_ids: list[str]) -> None:
         self._connect = connect
         self.commands = commands
+        self.shard_ids = shard_ids  # the fleet's own: their inboxes may be declared here
         self.results: dict[int, dict[str, Any]] = {}
         self.error: str | None = None
         self._cancel = threading.Event()
@@ -65,7 +65,11 @@ class CommandSender:
             self.error = f"cannot send the commands: {exc}"
             return
         try:
-            self.results = OperatorClient(broker).send_all(
+            client = OperatorClient(broker)
+            # The fleet's shards may not have declared their inboxes yet; `send` never
+            # declares one, but these are ours (the commands file names only fleet shards).
+            client.declare_inboxes(self.shard_ids)
+            self.results = client.send_all(
                 self.commands, idle_timeout=RESULT_TIMEOUT_S, cancel=self._cancel)
         except (BrokerError, ValueError) as exc:
             self.error = f"sending the commands failed: {exc}"
@@ -112,7 +116,8 @@ def run_embedded(fleet: FleetConfig, stop: threading.Event, *, ticks: int | None
         thread.start()
     sender = None
     if commands:
-        sender = CommandSender(lambda: open_broker("memory://", hub=hub), commands).start()
+        sender = CommandSender(lambda: open_broker("memory://", hub=hub), commands,
+                               [s.id for s in fleet.shards]).start()
     while any(t.is_alive() for t in shard_threads) and not stop.is_set():
         time.sleep(0.1)
     if sender is not None:
@@ -144,59 +149,56 @@ def child_commands(fleet: FleetConfig, max_ticks: int | None = None) -> dict[str
     No broker URL in argv: children read TOWNLET_AMQP_URL, so credentials never show in `ps`.
     """
     base = [sys.executable, "-m", "ops.cli"]
-    procs = {"audit": [*base, "audit", "--log", fleet.audit_log]}
-    limit = [] if max_ticks is None else ["--max-ticks", str(max_ticks)]
+    procs = {"audit": [*base, "audit", "--audit-log", fleet.audit_log]}
+    limit = [] if max_ticks is None else ["--ticks", str(max_ticks)]
     for shard in fleet.shards:
         procs[f"shard-{shard.id}"] = [
-            *base, "shard", "--shard-id", shard.id, "--config", shard.config,
+            *base, "shard", "--shard", shard.id, "--config", shard.config,
             "--state-dir", str(Path(fleet.state_root) / shard.id),
-            "--tick-rate", str(shard.tick_rate_hz),
+            "--tick-rate", f"{shard.tick_rate_hz:g}",
             "--checkpoint-every", str(fleet.checkpoint_every), *limit]
     return procs
 
 
 def run_processes(fleet: FleetConfig, broker_url: str, stop: threading.Event,
                   seconds: float | None = None, *, ticks: int | None = None,
-                  commands: list[Command] | None = None) -> dict[str, Any]:
-    """Supervise one process per worker until ``stop``, ``seconds``, or (with ``ticks``) every
-    shard has run its ticks; then SIGTERM what is left. Returns as ``run_embedded``."""
-    argvs = child_commands(fleet, max_ticks=ticks)
+                  commands: list[Command] | None = None,
+                  max_restarts: int = 5) -> dict[str, Any]:
+    """Supervise one process per worker until ``stop``, ``seconds``, (with ``ticks``) every
+    shard has run its ticks, or a child exceeded ``max_restarts``; then SIGTERM what is left.
+    Returns as ``run_embedded``."""
     env = {**os.environ, "TOWNLET_AMQP_URL": broker_url}
-    children = {name: subprocess.Popen(argv, env=env) for name, argv in argvs.items()}
+    supervisor = Supervisor(child_commands(fleet, max_ticks=ticks), env,
+                            max_restarts=max_restarts)
+    supervisor.start_all()
     sender = None
     if commands:
-        sender = CommandSender(lambda: open_broker(broker_url), commands).start()
+        shard_ids = [s.id for s in fleet.shards]
+        sender = CommandSender(lambda: open_broker(broker_url), commands, shard_ids).start()
     deadline = None if seconds is None else time.monotonic() + seconds
     try:
-        _supervise(children, argvs, env, stop, deadline, finite=ticks is not None)
+        _supervise(supervisor, stop, deadline, finite=ticks is not None)
         if sender is not None:
-            sender.finish(RESULT_GRACE_S)
-        if ticks is not None and not stop.is_set():
+            sender.finish(0.0 if supervisor.failure else RESULT_GRACE_S)
+        if ticks is not None and not stop.is_set() and not supervisor.failure:
             _drain_remote_audit(broker_url)
     finally:
-        _terminate(children)
-    return _summary(fleet, sender)
+        supervisor.terminate_all()
+    summary = _summary(fleet, sender)
+    if supervisor.failure:
+        summary["errors"].insert(0, supervisor.failure)
+    return summary
 
 
-def _supervise(children: dict[str, subprocess.Popen[bytes]], argvs: dict[str, list[str]],
-               env: dict[str, str], stop: threading.Event, deadline: float | None, *,
+def _supervise(supervisor: Supervisor, stop: threading.Event, deadline: float | None, *,
                finite: bool) -> None:
-    """Restart a child that dies. With ``finite`` (--ticks) a shard exiting 0 has run its
-    ticks: it is done, not restarted, and the loop ends once every shard is done."""
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-        for name, proc in list(children.items()):
-            if proc.poll() is None:
-                continue
-            if finite and name != "audit" and proc.returncode == 0:
-                log.info("child_finished", child=name)
-                del children[name]
-                continue
-            log.warning("child_exited_restarting", child=name, code=proc.returncode)
-            time.sleep(RESTART_BACKOFF_S)
-            children[name] = subprocess.Popen(argvs[name], env=env)
-        if finite and set(children) <= {"audit"}:
+        supervisor.check(finite=finite)
+        if supervisor.failure:
             return
-        stop.wait(0.5)
+        if finite and set(supervisor.running()) <= {"audit"}:
+            return
+        stop.wait(0.2)
 
 
 def _drain_remote_audit(broker_url: str) -> None:
@@ -212,14 +214,3 @@ def _drain_remote_audit(broker_url: str) -> None:
         log.warning("audit_drain_skipped", error=str(exc))
     finally:
         broker.close()
-
-
-def _terminate(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in children.values():
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in children.values():
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()

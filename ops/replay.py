@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,10 @@ def replay(config: SimulationConfig, shard_id: str, results: list[ConsoleResult]
 
 
 def rebuild(config: SimulationConfig, shard_id: str, results: list[ConsoleResult],
-            until_tick: int) -> tuple[SimulationLoop, dict[int, str]]:
+            until_tick: int, stop: Callable[[int, str], bool] | None = None,
+            ) -> tuple[SimulationLoop, dict[int, str]]:
     """The shard as it was at ``until_tick`` (its loop: world, command ledger, pause state)
-    and the state hash of every tick on the way."""
+    and the state hash of every tick on the way; ``stop(tick, hash)`` ends it early."""
     by_tick: dict[int, list[ConsoleResult]] = defaultdict(list)
     for result in results:
         by_tick[result.tick].append(result)
@@ -96,6 +98,8 @@ def rebuild(config: SimulationConfig, shard_id: str, results: list[ConsoleResult
                 break  # the shard was still paused at the end of the log
             _, digest = loop.advance(boundary)
             hashes[boundary] = digest
+            if stop is not None and stop(boundary, digest):
+                break
     return loop, hashes
 
 

@@ -19,7 +19,7 @@ PROGRESS_MIN_TICKS = 500  # below this a progress bar is only noise
 
 
 def run_headless(config_path: Path, ticks: int, seed: int | None, stream: bool,
-                 telemetry_path: Path | None) -> None:
+                 telemetry_path: Path | None, *, as_json: bool = False) -> None:
     try:
         config = load_config(config_path)
         if seed is not None:
@@ -46,6 +46,11 @@ def run_headless(config_path: Path, ticks: int, seed: int | None, stream: bool,
             raise typer.Exit(1) from None
         elapsed = time.perf_counter() - started
     rate = ticks / elapsed if elapsed > 0 else float("inf")
+    if as_json:  # on stderr when stdout carries the telemetry stream
+        typer.echo(json.dumps({"ticks": ticks, "seconds": round(elapsed, 3),
+                               "ticks_per_sec": round(rate, 1), "tick": loop.tick,
+                               "state_hash": loop.last_hash}), err=sink is sys.stdout)
+        return
     typer.echo(f"Completed {ticks} ticks in {elapsed:.2f}s ({rate:.1f} ticks/sec)",
                err=sink is sys.stdout)
 

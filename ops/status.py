@@ -1,83 +1,144 @@
-"""`townlet status`: what an on-call engineer wants first, per shard of a fleet."""
+"""`townlet status`: the fleet's truth in one screen, and exit 1 when anything is unhealthy.
+
+Each shard (seen on the telemetry exchange, or named by the fleet file / ``--shard``) is one of:
+
+* ``ticking``: a new tick was seen within the listen window;
+* ``paused``: its health says paused (a paused shard still sends health every second);
+* ``stale``: its inbox exists but no new tick came within the window (dead, hung, or holding
+  because its outbox is full): unhealthy;
+* ``unknown``: named, but neither telemetry nor an inbox exists (a typo, or never started):
+  unhealthy.
+
+Also unhealthy: no consumer on a shard's inbox, no audit consumer, dead letters waiting (see
+ops/runbooks/backlog-and-dead-letters.md). A paused shard is an operator's choice, not a fault.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from shared import wire
-from shared.broker.base import Broker, BrokerError, QueueSpec
+from ops.observe import Observer, ShardSeen
+from shared.broker.base import Broker, QueueStats
 from shared.topology import Topology
 
-PRIVATE_QUEUE_TTL_MS = 60_000
+HEALTH_EVERY_S = 1.0  # how often a live shard sends health (workers/shard/options.py)
 
 
-def _depth(broker: Broker, queue: str) -> int | None:
+def shard_state(seen: ShardSeen | None, inbox: QueueStats | None, now: float,
+                window: float) -> str:
+    if seen is not None and seen.tick_at and now - seen.tick_at <= window:
+        return "ticking"
+    if seen is not None and seen.health is not None and now - seen.health_at <= window:
+        if seen.health.get("paused"):
+            return "paused"
+        return "stale"  # alive but not ticking: holding for the broker, or a hung tick
+    return "stale" if inbox is not None else "unknown"
+
+
+def shard_row(shard_id: str, seen: ShardSeen | None, inbox: QueueStats | None, now: float,
+              window: float) -> dict[str, Any]:
+    health = (seen.health if seen else None) or {}
+    rate = seen.rate() if seen else None
+    return {
+        "state": shard_state(seen, inbox, now, window),
+        "tick": seen.tick if seen and seen.tick is not None else (seen.health_tick if seen
+                                                                    else None),
+        "rate_hz": round(rate, 2) if rate is not None else health.get("tick_rate_hz"),
+        "lag_s": round(now - seen.last_seen(), 2) if seen and seen.last_seen() else None,
+        "inbox_depth": inbox.messages if inbox else None,
+        "consumers": inbox.consumers if inbox else None,
+        "state_hash": seen.state_hash if seen else None,
+        "health": seen.health if seen else None,
+        "unsent_outputs": health.get("unsent_outputs"),
+        "last_error": health.get("last_error"),
+        "employment_pending": (seen.employment.get("pending_count") if seen else None),
+        "exits_today": (seen.employment.get("exits_today") if seen else None),
+    }
+
+
+def problems_of(report: dict[str, Any]) -> list[str]:
+    out = []
+    for shard_id, row in report["shards"].items():
+        if row["state"] in ("stale", "unknown"):
+            out.append(f"{shard_id} is {row['state']}")
+        elif row["consumers"] == 0:
+            out.append(f"{shard_id} ticks but nobody consumes its inbox")
+    audit = report["audit"]
+    if not audit["alive"]:
+        out.append("no audit consumer on townlet.audit: results are not being audited")
+    if report["dead_letters"]:
+        out.append(f"{report['dead_letters']} dead letter(s) waiting in townlet.dead")
+    return out
+
+
+def _settled(seen: ShardSeen) -> bool:
+    """Seen enough to classify: health, and a tick unless paused."""
+    return seen.health is not None and (seen.tick is not None or bool(seen.health.get("paused")))
+
+
+def _all_seen(expected: Iterable[str]) -> Callable[[dict[str, ShardSeen]], bool]:
+    wanted = set(expected)
+
+    def check(seen: dict[str, ShardSeen]) -> bool:
+        return bool(wanted) and all(s in seen and _settled(seen[s]) for s in wanted)
+    return check
+
+
+def report_from(observer: Observer, expected: list[str], window: float,
+                discover: bool = True) -> dict[str, Any]:
+    """The report: ``expected`` shards, plus (``discover``) every shard seen on the wire."""
+    topo = observer.topo
+    now = time.monotonic()
+    ids = sorted(set(expected) | (set(observer.seen) if discover else set()))
+    shards = {s: shard_row(s, observer.seen.get(s), observer.queue_stats(topo.shard_queue(s)),
+                           now, window) for s in ids}
+    audit = observer.queue_stats(topo.audit_queue)
+    dead = observer.queue_stats(topo.dead_queue)
+    report: dict[str, Any] = {
+        "shards": shards,
+        "audit": {"alive": bool(audit and audit.consumers), "consumers":
+                  audit.consumers if audit else 0, "backlog": audit.messages if audit else None},
+        "audit_queue_depth": audit.messages if audit else None,
+        "dead_letters": dead.messages if dead else 0,
+        "dead_letter_depth": dead.messages if dead else None,
+    }
+    report["problems"] = problems_of(report)
+    report["healthy"] = not report["problems"]
+    return report
+
+
+def fleet_status(broker: Broker, expected: list[str], listen: float,
+                 discover: bool = True) -> dict[str, Any]:
+    """Listen up to ``listen`` seconds (less once every expected shard was seen), then report.
+
+    Without expected shards the whole window is used: that is how long discovery takes."""
+    observer = Observer(broker, Topology())
     try:
-        return broker.queue_depth(queue)
-    except BrokerError:
-        return None  # not declared yet: the shard has never started
-
-
-def fleet_status(broker: Broker, shard_ids: list[str], listen: float) -> dict[str, Any]:
-    topo = Topology()
-    latest = _listen(broker, topo, listen) if listen > 0 else {}
-    shards = {}
-    for shard_id in shard_ids:
-        seen = latest.get(shard_id, {})
-        shards[shard_id] = {
-            "inbox_depth": _depth(broker, topo.shard_queue(shard_id)),
-            "tick": seen.get("tick"),
-            "state_hash": seen.get("state_hash"),
-            "health": seen.get("health"),
-            "seconds_since_telemetry": (round(time.monotonic() - seen["at"], 2)
-                                        if "at" in seen else None),
-        }
-    return {"shards": shards, "audit_queue_depth": _depth(broker, topo.audit_queue),
-            "dead_letter_depth": _depth(broker, topo.dead_queue)}
-
-
-def _listen(broker: Broker, topo: Topology, seconds: float) -> dict[str, dict[str, Any]]:
-    name = f"townlet.status.{int(time.time() * 1000)}"
-    broker.declare_queue(QueueSpec(name, durable=False, expires_ms=PRIVATE_QUEUE_TTL_MS,
-                                   bindings=((topo.telemetry_exchange, ""),)))
-    latest: dict[str, dict[str, Any]] = {}
-    try:
-        broker.consume(name, prefetch=500)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for delivery in broker.poll(timeout=0.2):
-                broker.ack(delivery)
-                try:
-                    body = wire.decode(delivery.body)
-                except wire.WireError:
-                    continue
-                entry = latest.setdefault(str(body.get("shard_id")), {})
-                entry["at"] = time.monotonic()
-                if body.get("kind") == "health":
-                    entry["health"] = body.get("payload", {}).get("health")
-                else:
-                    entry["tick"], entry["state_hash"] = body.get("tick"), body.get("state_hash")
+        observer.pump(listen, until=_all_seen(expected) if expected else None)
+        return report_from(observer, expected, max(listen, HEALTH_EVERY_S * 1.5), discover)
     finally:
-        broker.cancel(name)
-        broker.delete_queue(name)
-    return latest
-
-
-def render(report: dict[str, Any]) -> str:
-    lines = [f"{'shard':<16} {'inbox':>6} {'tick':>8} {'age s':>6}  health"]
-    for shard_id, s in report["shards"].items():
-        health = s["health"] or {}
-        note = ("no telemetry" if s["tick"] is None else
-                f"paused={health.get('paused')} reconnects={health.get('broker_reconnects')} "
-                f"unsent={health.get('unsent_outputs', 0)} "
-                f"last_error={health.get('last_error')}")
-        lines.append(f"{shard_id:<16} {_n(s['inbox_depth']):>6} {_n(s['tick']):>8} "
-                     f"{_n(s['seconds_since_telemetry']):>6}  {note}")
-    lines.append(f"audit queue: {_n(report['audit_queue_depth'])}   "
-                 f"dead letters: {_n(report['dead_letter_depth'])}")
-    return "\n".join(lines)
+        observer.close()
 
 
 def _n(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"{'shard':<16} {'state':<8} {'tick':>8} {'rate':>6} {'lag s':>6} {'inbox':>6} "
+             f"{'cons':>4} {'unsent':>6}  last error"]
+    for shard_id, s in report["shards"].items():
+        lines.append(f"{shard_id:<16} {s['state']:<8} {_n(s['tick']):>8} {_n(s['rate_hz']):>6} "
+                     f"{_n(s['lag_s']):>6} {_n(s['inbox_depth']):>6} {_n(s['consumers']):>4} "
+                     f"{_n(s['unsent_outputs']):>6}  {_n(s['last_error'])[:60]}")
+    if not report["shards"]:
+        lines.append("(no shard seen: none is publishing telemetry on this broker)")
+    audit = report["audit"]
+    lines.append(f"audit consumer: {'alive' if audit['alive'] else 'ABSENT'} "
+                 f"(backlog {_n(audit['backlog'])})   dead letters: {report['dead_letters']}")
+    lines.extend(f"UNHEALTHY: {p}" for p in report["problems"])
+    if report["healthy"]:
+        lines.append("healthy")
+    return "\n".join(lines)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO, cast
 
 import structlog
@@ -114,8 +114,28 @@ def _route_stdlib(level: int, stream: TextIO, renderer: Processor) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # pika narrates every frame at INFO/DEBUG; its warnings are what operators need.
-    logging.getLogger("pika").setLevel(max(level, logging.WARNING))
+    quiet_libraries(debug=level <= logging.DEBUG)
+
+
+def quiet_libraries(debug: bool = False) -> None:
+    """Silence pika's own records (a traceback per failed dial while the broker is away).
+
+    The broker adapter reports each outage once as a townlet event instead (``event_sink``);
+    at debug level pika's warnings come through too, for diagnosis. Also called by client
+    commands that configure no logging, whose stderr would otherwise get pika's ERROR lines.
+    """
+    logging.getLogger("pika").setLevel(logging.WARNING if debug else logging.CRITICAL + 1)
+
+
+def event_sink(log: Logger) -> Callable[[str, dict[str, Any]], None]:
+    """A ``(event, fields)`` callback logging through ``log`` (which carries the shard id):
+    what the broker adapter's ``on_event`` wants. Recoveries at info, the rest at warning."""
+
+    def sink(event: str, fields: dict[str, Any]) -> None:
+        emit = log.info if event.endswith(("reconnected", "recovered")) else log.warning
+        emit(event, **fields)
+
+    return sink
 
 
 def configure_logging(

@@ -2,12 +2,11 @@
 
 What the end-to-end and chaos tests share:
 
-* ``rabbit_url`` (session fixture): the broker URL, with the rule of tests/contract/conftest.py
-  (skip when RabbitMQ is unreachable, fail when ``CI=true``). When the broker is local and
-  ``rabbitmqctl`` works, the session gets a private vhost (deleted at the end), because
-  ``townlet.audit``, ``townlet.dead`` and the exchanges have fixed names: another test run on the
-  same broker would otherwise consume our results or purge our audit queue. Without a private
-  vhost the tests still only look at their own (uuid-suffixed) shard ids.
+* ``rabbit_url`` (session fixture): a private vhost on the local node (``TOWNLET_TEST_AMQP_URL``,
+  default 127.0.0.1:5672; a non-local URL is refused), deleted at the end; skip when RabbitMQ
+  is unreachable, fail when ``CI=true``. ``townlet.audit``, ``townlet.dead`` and the exchanges
+  have fixed names: another test run, or a deployment, on the same node would otherwise
+  consume our results or purge our audit queue. The contract suite uses the same vhost.
 * ``harness`` (fixture): a tmp working directory holding a copy of ``configs/``, process
   starters (``[sys.executable, "-m", "ops.cli", ...]``, broker URL only in the environment),
   raw-pika publishers and recorders; at teardown every process still running is SIGKILLed,
@@ -41,7 +40,7 @@ import pika.exceptions
 import pytest
 import yaml
 
-from shared.broker import BrokerError, default_amqp_url, open_broker, redact_url
+from shared.broker import DEFAULT_AMQP_URL, BrokerError, open_broker, redact_url
 from shared.broker.semantics import queue_arguments
 from shared.topology import Topology
 
@@ -73,15 +72,37 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str | Callable[[
 
 
 # -- the broker ---------------------------------------------------------------------------------
+# Tests never read TOWNLET_AMQP_URL (production's variable): a test run pointed at a real
+# deployment would consume its results or purge its audit queue. They take the node from
+# TOWNLET_TEST_AMQP_URL (default: the local node), refuse anything that is not on this machine,
+# and make a private vhost there for the session, deleted at the end.
+TEST_URL_ENV = "TOWNLET_TEST_AMQP_URL"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _unavailable(message: str) -> None:
+    """Skip when RabbitMQ can't be used here, but fail in CI where it must be."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_rabbitmq(url: str) -> None:
     """Skip when RabbitMQ is unreachable, but fail in CI where it must be there."""
     try:
         open_broker(url, reconnect_timeout=0, socket_timeout=2).close()
     except BrokerError as exc:
-        message = f"RabbitMQ unreachable at {redact_url(url)}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(f"RabbitMQ unreachable at {redact_url(url)}: {exc}")
+
+
+def test_node_url() -> str:
+    """The node the tests may use; a non-local URL is refused (pytest.fail), never used."""
+    url = os.environ.get(TEST_URL_ENV) or DEFAULT_AMQP_URL
+    host = urlsplit(url).hostname
+    if host not in LOCAL_HOSTS:
+        pytest.fail(f"{TEST_URL_ENV}={redact_url(url)} is not a local broker: tests only use a "
+                    f"node on this machine ({', '.join(LOCAL_HOSTS)}), in a vhost of their own")
+    return url
 
 
 def _rabbitmqctl(*args: str) -> bool:
@@ -94,15 +115,15 @@ def _rabbitmqctl(*args: str) -> bool:
 
 
 def private_vhost(base_url: str) -> tuple[str, Callable[[], None]]:
-    """A fresh vhost on the local broker (URL, cleanup), or ``base_url`` if that's impossible."""
+    """A fresh vhost on the local node (URL, cleanup). Skips (fails in CI) when none can be
+    made: there is no fallback to a shared vhost."""
     parts = urlsplit(base_url)
-    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if not local or not shutil.which("rabbitmqctl") or os.environ.get("TOWNLET_TEST_SHARED_VHOST"):
-        return base_url, lambda: None
+    if not shutil.which("rabbitmqctl"):
+        _unavailable("rabbitmqctl not found: the tests need it to make their own vhost")
     vhost = f"townlet-test-{uuid.uuid4().hex[:10]}"
     user = unquote(parts.username or "guest")
     if not _rabbitmqctl("add_vhost", vhost):
-        return base_url, lambda: None
+        _unavailable(f"rabbitmqctl add_vhost {vhost} failed")
 
     def cleanup() -> None:
         _rabbitmqctl("delete_vhost", vhost)
@@ -111,21 +132,18 @@ def private_vhost(base_url: str) -> tuple[str, Callable[[], None]]:
                       parts.fragment))
     if not _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*"):
         cleanup()
-        return base_url, lambda: None
-    try:
-        open_broker(url, reconnect_timeout=0, socket_timeout=2).close()
-    except BrokerError:
-        cleanup()
-        return base_url, lambda: None
+        _unavailable(f"rabbitmqctl set_permissions on {vhost} failed")
     return url, cleanup
 
 
 @pytest.fixture(scope="session")
 def rabbit_url() -> Iterator[str]:
-    base = default_amqp_url()
+    """The session's own vhost on the local node (deleted at the end)."""
+    base = test_node_url()
     require_rabbitmq(base)
     url, cleanup = private_vhost(base)
     try:
+        require_rabbitmq(url)
         yield url
     finally:
         cleanup()
@@ -532,18 +550,18 @@ class Harness:
         """A `townlet shard` process (not started)."""
         state = state_dir or self.root / "state" / shard_id
         return self._proc(name or f"shard-{shard_id}", [
-            "shard", "--shard-id", shard_id, "--config", str(config), "--state-dir", str(state),
+            "shard", "--shard", shard_id, "--config", str(config), "--state-dir", str(state),
             "--tick-rate", str(tick_rate), "--checkpoint-every", str(checkpoint_every), *extra])
 
     def audit(self, log: Path, name: str = "audit") -> Proc:
         """A `townlet audit` process (not started)."""
-        return self._proc(name, ["audit", "--log", str(log)])
+        return self._proc(name, ["audit", "--audit-log", str(log)])
 
     def replay(self, config: Path, shard_id: str, ticks: int, audit: Path,
                telemetry: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "ops.cli", "replay", "--config", str(config), "--shard",
-             shard_id, "--ticks", str(ticks), "--audit", str(audit), "--telemetry",
+             shard_id, "--ticks", str(ticks), "--audit-log", str(audit), "--telemetry",
              str(telemetry)],
             cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=120, check=False)
 

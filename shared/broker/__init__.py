@@ -19,6 +19,8 @@ from shared.broker.base import (
     NotFound,
     PublishNotConfirmed,
     QueueSpec,
+    QueueStats,
+    Unroutable,
 )
 from shared.broker.memory import MemoryBroker, MemoryHub
 from shared.broker.redaction import redact_url, scrub_secrets
@@ -48,6 +50,8 @@ __all__ = [
     "NotFound",
     "PublishNotConfirmed",
     "QueueSpec",
+    "QueueStats",
+    "Unroutable",
     "TRANSPORTS",
     "Transport",
     "default_amqp_url",

@@ -27,6 +27,10 @@ class PublishNotConfirmed(BrokerError):
     """The broker nacked or returned a publish; the message is not known to be stored."""
 
 
+class Unroutable(PublishNotConfirmed):
+    """A ``mandatory`` publish that no queue is bound to take (the broker returned it)."""
+
+
 class NotFound(BrokerError):
     """The exchange or queue named in an operation does not exist (AMQP 404)."""
 
@@ -102,6 +106,8 @@ class Message:
     message_id: str | None = None
     correlation_id: str | None = None
     reply_to: str | None = None
+    # Refuse (``Unroutable``) instead of silently dropping when no queue is bound for it.
+    mandatory: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,14 @@ class BrokerStats:
     last_error: str | None = None
     published: int = 0
     delivered: int = 0
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What a passive declare tells about a queue: ready messages and attached consumers."""
+
+    messages: int
+    consumers: int
 
 
 class Broker(Protocol):
@@ -173,6 +187,10 @@ class Broker(Protocol):
 
     def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (not counting unacked ones)."""
+        ...
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        """Ready messages and consumers of ``queue``; ``NotFound`` if it does not exist."""
         ...
 
     def purge(self, queue: str) -> int: ...

@@ -62,6 +62,7 @@ def _open_rabbitmq(url: str, hub: MemoryHub | None, options: Mapping[str, Any]) 
 _RABBITMQ_OPTIONS = frozenset({
     "heartbeat", "connection_attempts", "socket_timeout", "blocked_connection_timeout",
     "reconnect_timeout", "backoff", "connection_name", "on_reconnect", "wait_for_broker",
+    "on_event",
 })
 
 TRANSPORTS: tuple[Transport, ...] = (

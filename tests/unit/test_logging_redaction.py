@@ -10,7 +10,13 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from shared.logging import configure_logging, get_logger, redact_secrets, scrub_text
+from shared.logging import (
+    configure_logging,
+    event_sink,
+    get_logger,
+    redact_secrets,
+    scrub_text,
+)
 
 TOKEN = "tok-5f2c9e1b"
 PASSWORD = "pw-hunter2"
@@ -64,12 +70,39 @@ def test_json_lines_carry_level_iso_time_and_bound_context() -> None:
     configure_logging("info", json=True, stream=out)
     emit_everything()
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert len(lines) == 3
+    assert len(lines) == 2  # pika's own record is silenced below debug (see next test)
     first = lines[0]
     assert (first["level"], first["shard_id"], first["tick"]) == ("info", "s1", 42)
     assert first["timestamp"].endswith("Z") and "T" in first["timestamp"]
     assert first["command"] == {"name": "spawn", "args": [{}]}
     assert "ConnectionError" in lines[1]["exception"]
+
+
+@pytest.mark.parametrize(("level", "shown"), [("info", False), ("warning", False),
+                                             ("debug", True)])
+def test_pika_records_are_silenced_unless_debugging(level: str, shown: bool) -> None:
+    """The broker adapter reports each outage once as a townlet event; pika's own ERROR lines
+    (one per failed dial, with a traceback) would drown it."""
+    out = io.StringIO()
+    configure_logging(level, json=True, stream=out)
+    logging.getLogger("pika.adapters.utils").error("Socket failed to connect: refused")
+    logging.getLogger("some.library").error("other libraries still come through")
+    events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert ("Socket failed to connect: refused" in events) is shown
+    assert "other libraries still come through" in events
+
+
+def test_event_sink_logs_broker_outages_with_the_bound_context() -> None:
+    out = io.StringIO()
+    configure_logging("info", json=True, stream=out)
+    sink = event_sink(get_logger("shard", shard_id="town-a"))
+    sink("broker_connection_lost", {"error": "refused", "retry_in_s": 0.2})
+    sink("broker_reconnected", {"outage_s": 3.5})
+    lost, back = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (lost["event"], lost["level"], lost["shard_id"], lost["retry_in_s"]) == (
+        "broker_connection_lost", "warning", "town-a", 0.2)
+    assert (back["event"], back["level"], back["outage_s"]) == ("broker_reconnected", "info",
+                                                                3.5)
 
 
 def test_json_is_chosen_off_a_terminal_and_level_filters() -> None:

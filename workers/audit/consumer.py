@@ -13,8 +13,10 @@ limit, so a few minutes of a full disk would dead-letter good results out of the
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from shared import wire
@@ -22,8 +24,11 @@ from shared.audit.records import AuditRecordError, EncodedLine, encode_line
 from shared.audit.sink import AuditLog
 from shared.broker import MemoryHub, open_broker, redact_url
 from shared.broker.base import Broker, BrokerError, ConnectionLost, Delivery, Message
-from shared.logging import Logger, get_logger
+from shared.logging import Logger, event_sink, get_logger
+from shared.metrics.prometheus import MetricsServer
 from shared.topology import Topology, declare_audit
+from workers.audit.metrics import audit_collector, audit_probe
+from workers.process import process_name
 
 MIN_BACKOFF = 0.05
 MAX_BACKOFF = 5.0
@@ -72,6 +77,9 @@ class AuditConsumer:
         self._held: list[_Accepted] = []  # written-or-not batch awaiting a successful append
         self.backoff = 0.0  # how long run() waits before the next step; 0 while healthy
         self.stats = AuditStats()
+        self.beat = time.monotonic()  # run()'s last turn: the health probe's liveness
+        self.behind_since: float | None = None  # since when the queue may hold more than us
+        self._in_outage = False  # broker errors are logged once per outage
 
     def start(self) -> None:
         """Declare the audit topology and subscribe; both are idempotent, so safe to repeat."""
@@ -97,12 +105,29 @@ class AuditConsumer:
         acked = dead + self._write(accepted)
         if not self._held:
             self.backoff = 0.0  # a full round without trouble: back to full speed
+        self._note_progress(len(deliveries))
         return acked
+
+    def _note_progress(self, received: int) -> None:
+        """Lag bookkeeping and the end of an outage, after a step that reached the broker."""
+        if self._held or received >= self._batch:  # a full batch: more may be waiting
+            if self.behind_since is None:
+                self.behind_since = time.monotonic()
+        else:
+            self.behind_since = None
+        if self._in_outage:
+            self._in_outage = False
+            self._logger.info("audit_broker_recovered")
+
+    def lag_seconds(self) -> float:
+        """How long the consumer has not been caught up (0 when it is)."""
+        return 0.0 if self.behind_since is None else time.monotonic() - self.behind_since
 
     def run(self, stop: threading.Event, idle_timeout: float = 0.5) -> None:
         """Step until ``stop`` is set; transport errors are logged and retried, never fatal."""
         try:
             while not stop.is_set():
+                self.beat = time.monotonic()
                 try:
                     self.step(idle_timeout)
                 except BrokerError as exc:
@@ -203,11 +228,17 @@ class AuditConsumer:
         self._started = False  # re-declare and re-subscribe on the next step
         self.stats.broker_errors += 1
         self.backoff = _next_backoff(self.backoff)
+        if self.behind_since is None:
+            self.behind_since = time.monotonic()  # results may be piling up meanwhile
+        if self._in_outage:
+            return  # once per outage, not once per retry
+        self._in_outage = True
         self._logger.warning(
             "audit_broker_error",
             error=str(exc),
             kind=type(exc).__name__,
             retry_in_s=self.backoff,
+            max_backoff_s=MAX_BACKOFF,
         )
 
     def _release_held(self) -> None:
@@ -229,18 +260,29 @@ def run_audit(
     stop: threading.Event,
     hub: MemoryHub | None = None,
     *,
-    opener: Callable[..., Broker] = open_broker,
+    opener: Callable[..., Broker] | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Entry point for ``townlet audit``: consume results into ``log_path`` until ``stop``."""
     logger = get_logger("audit", broker=redact_url(broker_url), path=str(log_path))
+    if opener is None:
+        # One attempt per call (the loops here back off on ``stop``, so SIGTERM is honoured at
+        # once); outages are logged once each by the adapter, under this process's name.
+        opener = partial(open_broker, wait_for_broker=False, reconnect_timeout=0.0,
+                         connection_name=process_name("audit"), on_event=event_sink(logger))
     with AuditLog(log_path) as log:  # first, so a second audit process fails fast
         broker = _connect(broker_url, hub, stop, opener, logger)
         if broker is None:
             return
         logger.info("audit_started", records=len(log))
+        consumer = AuditConsumer(broker, log, Topology(), logger=logger)
+        server = None if metrics_port is None else MetricsServer(
+            metrics_port, audit_collector(consumer), audit_probe(consumer))
         try:
-            AuditConsumer(broker, log, Topology(), logger=logger).run(stop)
+            consumer.run(stop)
         finally:
+            if server is not None:
+                server.close()
             broker.close()
             logger.info("audit_stopped")
 
@@ -252,13 +294,19 @@ def _connect(
     opener: Callable[..., Broker],
     logger: Logger,
 ) -> Broker | None:
-    """Open the broker, retrying while it is unreachable; None if stopped first."""
+    """Open the broker, retrying while it is unreachable (logged once); None if stopped."""
     delay = 0.0
     while not stop.is_set():
         try:
-            return opener(url, hub=hub)
+            broker = opener(url, hub=hub)
         except BrokerError as exc:
+            if delay == 0.0:
+                logger.warning("audit_connect_failed", error=str(exc),
+                               retry_in_s=MIN_BACKOFF, max_backoff_s=MAX_BACKOFF)
             delay = _next_backoff(delay)
-            logger.warning("audit_connect_failed", error=str(exc), retry_in_s=delay)
             stop.wait(delay)
+            continue
+        if delay:
+            logger.info("audit_connected")
+        return broker
     return None

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from shared.broker import MemoryHub, open_broker, redact_url
 from shared.config import load_config
-from shared.logging import get_logger
+from shared.logging import event_sink, get_logger
+from shared.metrics.prometheus import MetricsServer
+from workers.process import process_name
+from workers.shard.metrics import shard_collector, shard_probe
 from workers.shard.options import WorkerOptions
 from workers.shard.worker import ShardWorker
 
@@ -15,16 +18,32 @@ from workers.shard.worker import ShardWorker
 def run_shard(shard_id: str, config_path: Path, broker_url: str, state_dir: Path,
               stop: threading.Event, *, tick_rate_hz: float | None = None,
               hub: MemoryHub | None = None, max_ticks: int | None = None,
-              checkpoint_every: int = 200) -> None:
+              checkpoint_every: int = 200, metrics_port: int | None = None,
+              connection_name: str | None = None) -> None:
     config = load_config(config_path)
     log = get_logger("shard", shard_id=shard_id)
     # Fail fast while the broker is away: the worker keeps ticking and queues its outputs.
-    broker = open_broker(broker_url, hub=hub, wait_for_broker=False)
+    # Each outage is logged once, with the shard id, by the adapter (not pika's records).
+    broker = open_broker(broker_url, hub=hub, wait_for_broker=False,
+                         connection_name=connection_name or process_name("shard", shard_id),
+                         on_event=event_sink(log))
     log.info("shard_booting", broker=redact_url(broker_url), config=str(config_path),
              state_dir=str(state_dir))
     options = WorkerOptions(shard_id=shard_id, state_dir=state_dir, tick_rate_hz=tick_rate_hz,
                             max_ticks=max_ticks, checkpoint_every=checkpoint_every)
+    server = None
     try:
-        ShardWorker(config, broker, options).run(stop)
+        worker = ShardWorker(config, broker, options)
+        if metrics_port is not None:
+            server = _serve_metrics(worker, metrics_port)
+            log.info("metrics_serving", port=server.port)
+        worker.run(stop)
     finally:
+        if server is not None:
+            server.close()
         broker.close()
+
+
+def _serve_metrics(worker: ShardWorker, port: int) -> MetricsServer:
+    return MetricsServer(port, shard_collector(worker), shard_probe(worker))
+

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from shared import wire
 from shared.logging import get_logger
+from shared.metrics import Histogram
 
 _HEADER = struct.Struct(">II")
 MAX_RECORD = 64 * 1024 * 1024
@@ -26,6 +28,7 @@ class Journal:
     def __init__(self, path: Path, *, fsync: bool = True) -> None:
         self.path = path
         self.fsync = fsync
+        self.fsync_seconds = Histogram()  # durable appends' fsyncs (townlet_journal_fsync_seconds)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._records = self._load_and_repair()
         self._fh: BinaryIO = open(path, "ab")  # noqa: SIM115 - held open for appends
@@ -57,7 +60,9 @@ class Journal:
             self._fh.write(_HEADER.pack(len(body), zlib.crc32(body)) + body)
             self._fh.flush()
             if durable and self.fsync:
+                started = time.perf_counter()
                 os.fsync(self._fh.fileno())
+                self.fsync_seconds.observe(time.perf_counter() - started)
         except OSError:
             self._cut_back(start)
             raise

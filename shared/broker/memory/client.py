@@ -6,7 +6,15 @@ the work under its lock. The hub never loses a connection, so ``stats.reconnects
 
 from __future__ import annotations
 
-from shared.broker.base import BrokerError, BrokerStats, Delivery, ExchangeSpec, Message, QueueSpec
+from shared.broker.base import (
+    BrokerError,
+    BrokerStats,
+    Delivery,
+    ExchangeSpec,
+    Message,
+    QueueSpec,
+    QueueStats,
+)
 from shared.broker.memory.hub import MemoryHub
 
 
@@ -57,6 +65,10 @@ class MemoryBroker:
     def queue_depth(self, queue: str) -> int:
         self._check_open()
         return self._hub.queue_depth(queue)
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        self._check_open()
+        return self._hub.queue_stats(queue)
 
     def purge(self, queue: str) -> int:
         self._check_open()

@@ -22,6 +22,8 @@ from shared.broker.base import (
     Message,
     NotFound,
     QueueSpec,
+    QueueStats,
+    Unroutable,
     check_headers,
 )
 from shared.broker.memory.queue import Connection, Consumer, MemoryQueue, Stored
@@ -103,13 +105,22 @@ class MemoryHub:
     def publish(self, exchange: str, routing_key: str, message: Message) -> None:
         check_headers(message.headers)
         with self._cond:
-            for queue in self._route(exchange, routing_key):
+            queues = self._route(exchange, routing_key)
+            if message.mandatory and not queues:
+                raise Unroutable(f"no queue is bound to {exchange!r} for routing key "
+                                 f"{routing_key!r}: the publish was returned")
+            for queue in queues:
                 self._enqueue(self._queues[queue], message, exchange, routing_key)
             self._cond.notify_all()
 
     def queue_depth(self, queue: str) -> int:
         with self._cond:
             return len(self._queue(queue).ready)
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        with self._cond:
+            q = self._queue(queue)
+            return QueueStats(len(q.ready), len(q.consumers))
 
     def purge(self, queue: str) -> int:
         with self._cond:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.broker.base import Delivery, ExchangeSpec, Message, QueueSpec
-from shared.broker.rabbitmq.connection import ManagedConnection, connection_parameters
+from shared.broker.base import Delivery, ExchangeSpec, Message, QueueSpec, QueueStats
+from shared.broker.rabbitmq.connection import (
+    EventSink,
+    ManagedConnection,
+    connection_parameters,
+)
 from shared.broker.rabbitmq.consumers import ConsumerChannels
 from shared.broker.rabbitmq.declarations import Declarations, declare_exchange, declare_queue
 from shared.broker.rabbitmq.publishing import Publisher
@@ -35,6 +39,7 @@ class RabbitBroker:
         connection_name: str = "townlet",
         on_reconnect: Callable[[], None] | None = None,
         wait_for_broker: bool = True,
+        on_event: EventSink | None = None,
     ) -> None:
         params = connection_parameters(
             url, heartbeat=heartbeat, connection_attempts=connection_attempts,
@@ -45,7 +50,7 @@ class RabbitBroker:
         self._link = ManagedConnection(
             url, params, reconnect_timeout=reconnect_timeout, backoff=backoff,
             wait_for_broker=wait_for_broker, on_reconnect=on_reconnect,
-            on_open=self._restore, on_drop=self._forget,
+            on_open=self._restore, on_drop=self._forget, on_event=on_event,
         )
         self._consumers = ConsumerChannels(self._link)
         self._publisher = Publisher(self._link)
@@ -86,6 +91,13 @@ class RabbitBroker:
         def passive() -> int:
             frame = self._link.channel().queue_declare(queue, passive=True)
             return int(frame.method.message_count)
+
+        return self._link.call(passive)
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        def passive() -> QueueStats:
+            method = self._link.channel().queue_declare(queue, passive=True).method
+            return QueueStats(int(method.message_count), int(method.consumer_count))
 
         return self._link.call(passive)
 

@@ -11,6 +11,10 @@
 * The owner is told through two hooks: ``on_open`` after every successful dial (re-declare,
   restart consumers) and ``on_drop`` whenever the connection is discarded (its deliveries are
   void: the broker redelivers them).
+* Outages are reported once each through ``on_event`` (composed by the process's entry point,
+  which logs them with its shard id): ``broker_connection_lost`` when the first attempt fails,
+  with the retry backoff, and ``broker_reconnected`` with the outage's length once a dial
+  succeeds again. pika's own log records are silenced by ``shared/logging.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pika
 import pika.exceptions as pex
@@ -28,6 +32,7 @@ from shared.broker.base import BrokerError, BrokerStats, ConnectionLost, NotFoun
 from shared.broker.redaction import redact_url, scrub_secrets
 
 T = TypeVar("T")
+EventSink = Callable[[str, dict[str, Any]], None]  # (event name, fields): one per outage edge
 
 # Errors after which the connection (not just one channel) must be considered gone.
 LOST = (pex.AMQPConnectionError, pex.ChannelWrongStateError, OSError)
@@ -48,6 +53,9 @@ def connection_parameters(
     params.connection_attempts = connection_attempts
     params.socket_timeout = socket_timeout
     params.blocked_connection_timeout = blocked_connection_timeout
+    # The whole dial (TCP, TLS, AMQP handshake) within the socket timeout plus a margin, not
+    # pika's default 15 s: an operator command must fail within its --timeout.
+    params.stack_timeout = socket_timeout + 1.0
     params.client_properties = {"connection_name": connection_name}
     return params
 
@@ -66,6 +74,7 @@ class ManagedConnection:
         on_reconnect: Callable[[], None] | None,
         on_open: Callable[[], None],
         on_drop: Callable[[], None],
+        on_event: EventSink | None = None,
     ) -> None:
         self._url = url
         self._params = params
@@ -75,6 +84,8 @@ class ManagedConnection:
         self._on_reconnect = on_reconnect
         self._on_open = on_open
         self._on_drop = on_drop
+        self._on_event = on_event
+        self._outage: tuple[float, int] | None = None  # (monotonic start, failed attempts)
         self._retry_delay = backoff[0]
         self._next_attempt = 0.0  # monotonic time before which a fail-fast call won't redial
         self.stats = BrokerStats()
@@ -129,6 +140,8 @@ class ManagedConnection:
             except (*LOST, pex.AMQPError) as exc:
                 self.note_error(exc)
                 self.drop()
+                if not initial:
+                    self._outage_began(delay)
                 # Bad credentials at start-up are a configuration error, not an outage.
                 if time.monotonic() + delay > deadline or (initial and isinstance(exc, _AUTH)):
                     raise ConnectionLost(
@@ -150,6 +163,7 @@ class ManagedConnection:
         except (*LOST, pex.AMQPError) as exc:
             self.note_error(exc)
             self.drop()
+            self._outage_began(self._retry_delay)
             self._next_attempt = now + self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, self._backoff[1])
             raise ConnectionLost(
@@ -164,8 +178,28 @@ class ManagedConnection:
 
     def _reconnected(self) -> None:
         self.stats.reconnects += 1
+        if self._outage is not None:
+            started, attempts = self._outage
+            self._outage = None
+            self._emit("broker_reconnected", outage_s=round(time.monotonic() - started, 3),
+                       failed_attempts=attempts, reconnects=self.stats.reconnects)
         if self._on_reconnect is not None:
             self._on_reconnect()
+
+    def _outage_began(self, retry_in: float) -> None:
+        """Count a failed dial; the first of an outage is reported, the rest only counted."""
+        if self._outage is not None:
+            self._outage = (self._outage[0], self._outage[1] + 1)
+            return
+        self._outage = (time.monotonic(), 1)
+        self._emit("broker_connection_lost", error=self.stats.last_error,
+                   retry_in_s=round(retry_in, 3), max_backoff_s=self._backoff[1])
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self._on_event is not None:
+            self._on_event(event, {"broker": redact_url(self._url),
+                                   "connection": self._params.client_properties.get(
+                                       "connection_name"), **fields})
 
     def on_failure(self, exc: BaseException) -> None:
         """Record ``exc``; if the connection itself is gone, forget it (its deliveries are void).
@@ -175,6 +209,8 @@ class ManagedConnection:
         """
         self.note_error(exc)
         if not self.is_open:
+            if self.connection is not None:  # it was live until now: an outage begins
+                self._outage_began(0.0 if not self._wait_for_broker else self._backoff[0])
             self.drop()
 
     def drop(self) -> None:

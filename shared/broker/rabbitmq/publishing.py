@@ -19,7 +19,7 @@ import pika
 import pika.exceptions as pex
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared.broker.base import Message, PublishNotConfirmed, check_headers
+from shared.broker.base import Message, PublishNotConfirmed, Unroutable, check_headers
 from shared.broker.rabbitmq.connection import ManagedConnection
 
 
@@ -36,12 +36,16 @@ def properties(message: Message) -> pika.BasicProperties:
 
 
 def send_confirmed(
-    channel: BlockingChannel, exchange: str, key: str, body: bytes, props: pika.BasicProperties
+    channel: BlockingChannel, exchange: str, key: str, body: bytes, props: pika.BasicProperties,
+    mandatory: bool = False,
 ) -> None:
     """Publish one message on a confirm-mode channel and wait for the broker's ack."""
     try:
-        channel.basic_publish(exchange, key, body, props)
-    except (pex.UnroutableError, pex.NackError) as exc:
+        channel.basic_publish(exchange, key, body, props, mandatory=mandatory)
+    except pex.UnroutableError:
+        raise Unroutable(f"no queue is bound to {exchange!r} for routing key {key!r}: the "
+                         "publish was returned") from None
+    except pex.NackError as exc:
         raise PublishNotConfirmed(
             f"broker did not confirm publish to {exchange!r}/{key!r}: {type(exc).__name__}"
         ) from None
@@ -58,4 +62,4 @@ class Publisher:
         props = properties(message)
         body = bytes(message.body)
         self._link.call(lambda: send_confirmed(self._link.channel(), exchange, routing_key,
-                                               body, props))
+                                               body, props, message.mandatory))

@@ -96,7 +96,7 @@ def employment_status(ctx: Context, r: ArgReader) -> dict[str, Any]:
 
 
 def employment_exit(ctx: Context, r: ArgReader) -> dict[str, Any]:
-    action = r.choice("action", ("review", "approve", "defer"))
+    action = r.choice("action", ("review", "enqueue", "approve", "defer"))
     if action == "review":
         r.done()
         return {"action": "review", **ctx.world.employment.metrics(),
@@ -105,6 +105,9 @@ def employment_exit(ctx: Context, r: ArgReader) -> dict[str, Any]:
     r.done()
     ctx.world.require_agent(agent_id)  # unknown agent -> not_found, before anything changes
     queue = ctx.world.employment
+    if action == "enqueue":  # the seed's manual enqueue, reachable over the broker
+        queued = queue.enqueue_exit(ctx.world, agent_id, ctx.tick)
+        return {"enqueued": queued, "agent_id": agent_id, "metrics": queue.metrics()}
     if action == "approve":
         queue.approve(ctx.world, agent_id)
         return {"approved": True, "agent_id": agent_id, "metrics": queue.metrics()}
@@ -191,8 +194,10 @@ SPECS: tuple[CommandSpec, ...] = (
     spec("employment_status", employment_status,
          summary="Employment exit queue metrics and the pending agents."),
     spec("employment_exit", employment_exit, role="admin", mutating=True,
-         usage="employment_exit review | approve <agent_id> | defer <agent_id>",
-         summary="Review the exit queue, approve a manual exit, or defer (un-queue) an agent."),
+         usage="employment_exit review | enqueue <agent_id> | approve <agent_id> | "
+               "defer <agent_id>",
+         summary="Review the exit queue, queue an agent for exit, approve a manual exit, or "
+                 "defer (un-queue) an agent."),
     spec("agent_status", agent_status, usage="agent_status <agent_id>",
          summary="One agent: position, needs, wallet, job and shift, what it is doing."),
     spec("affordance_status", affordance_status, usage="affordance_status [object_id]",
