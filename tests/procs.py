@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -57,6 +58,13 @@ _UNSET: Any = object()
 _FSIZE_WRAPPER = ("import os, resource, sys; n = int(sys.argv[1]); "
                   "resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
                   "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for --metrics-port and private nodes)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 # -- waiting ----------------------------------------------------------------------------------
@@ -553,9 +561,9 @@ class Harness:
             "shard", "--shard", shard_id, "--config", str(config), "--state-dir", str(state),
             "--tick-rate", str(tick_rate), "--checkpoint-every", str(checkpoint_every), *extra])
 
-    def audit(self, log: Path, name: str = "audit") -> Proc:
+    def audit(self, log: Path, name: str = "audit", extra: tuple[str, ...] = ()) -> Proc:
         """A `townlet audit` process (not started)."""
-        return self._proc(name, ["audit", "--audit-log", str(log)])
+        return self._proc(name, ["audit", "--audit-log", str(log), *extra])
 
     def replay(self, config: Path, shard_id: str, ticks: int, audit: Path,
                telemetry: Path) -> subprocess.CompletedProcess[str]:

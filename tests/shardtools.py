@@ -82,5 +82,9 @@ def send(broker: Broker, shard_id: str, name: str, *args: Any, wait: bool = Fals
          **fields: Any) -> dict[str, Any]:
     kwargs = fields.pop("kwargs", {})
     payload = build_command(name, list(args), kwargs, **fields)
-    result = OperatorClient(broker, TOPO).send(shard_id, payload, wait=wait, timeout=20)
+    client = OperatorClient(broker, TOPO)
+    # The tests own these shards and send before the worker starts: declare the inbox as
+    # `townlet up` does for its fleet (`send` itself never declares one).
+    client.declare_inboxes([shard_id])
+    result = client.send(shard_id, payload, wait=wait, timeout=20)
     return result if result is not None else payload

@@ -48,19 +48,27 @@ def test_send_tail_and_status_against_a_running_shard(harness: Harness) -> None:
     env = {**harness.env, "TOWNLET_CONSOLE_TOKEN": ADMIN_TOKEN}
 
     sent = townlet("send", shard_id, "setneed", "agent_2", "hunger", "0.25", "--mode", "admin",
-                   "--cmd-id", "cli-setneed-1", cwd=harness.cwd, env=env)
+                   "--cmd-id", "cli-setneed-1", "--json", cwd=harness.cwd, env=env)
     assert sent.returncode == 0, sent.stderr
     result = json.loads(sent.stdout)
     assert result["status"] == "ok" and result["result"]["value"] == 0.25
     assert ADMIN_TOKEN not in sent.stdout + sent.stderr
+    # Without --json: one line, and a repeat of the cmd_id says it got the stored result.
+    again = townlet("send", shard_id, "setneed", "agent_2", "hunger", "0.25", "--mode", "admin",
+                    "--cmd-id", "cli-setneed-1", cwd=harness.cwd, env=env)
+    assert again.returncode == 0, again.stderr
+    line, = again.stdout.splitlines()
+    assert line.startswith(f"ok {shard_id} setneed tick={result['tick']} ")
+    assert line.endswith("(replay: stored result of an earlier send of cli-setneed-1)")
 
     viewer_env = {**harness.env, "TOWNLET_CONSOLE_TOKEN": VIEWER_TOKEN}
     refused = townlet("send", shard_id, "kill", "agent_2", "--mode", "admin", "--cmd-id",
                       "cli-kill-1", cwd=harness.cwd, env=viewer_env)
     assert refused.returncode == 1
-    assert json.loads(refused.stdout)["error"]["code"] == "forbidden"
+    assert refused.stdout.startswith(f"error {shard_id} kill tick=") and " forbidden: " in \
+        refused.stdout
 
-    tail = townlet("tail", "--shard", shard_id, "--kind", "diff", "--count", "3",
+    tail = townlet("tail", "--shard", shard_id, "--kind", "diff", "--count", "3", "--json",
                    cwd=harness.cwd, env=harness.env)
     assert tail.returncode == 0, tail.stderr
     messages = [json.loads(line) for line in tail.stdout.splitlines()]
@@ -72,7 +80,20 @@ def test_send_tail_and_status_against_a_running_shard(harness: Harness) -> None:
 
     status = townlet("status", "--shard", shard_id, "--json", "--listen", "2",
                      cwd=harness.cwd, env=harness.env)
-    assert status.returncode == 0, status.stderr
+    # No audit consumer runs yet: results are not audited, and status says so (exit 1).
+    assert status.returncode == 1, status.stderr
+    assert json.loads(status.stdout)["problems"] == [
+        "no audit consumer on townlet.audit: results are not being audited"]
+    harness.audit(harness.root / "audit.jsonl").start().wait_log("audit_started")
+    status = townlet("status", "--shard", shard_id, "--json", "--listen", "2",
+                     cwd=harness.cwd, env=harness.env)
+    assert status.returncode == 0, status.stdout
     report = json.loads(status.stdout)["shards"][shard_id]
     assert report["inbox_depth"] == 0 and report["tick"] >= messages[-1]["tick"]
     assert report["health"]["paused"] is False
+    assert report["state"] == "ticking" and report["consumers"] == 1
+
+    readable = townlet("tail", "--shard", shard_id, "--count", "2", cwd=harness.cwd,
+                       env=harness.env)
+    assert readable.returncode == 0, readable.stderr
+    assert all(line.startswith(f"{shard_id} tick=") for line in readable.stdout.splitlines())

@@ -73,7 +73,8 @@ def test_up_embedded_sends_the_commands_and_stops_at_ticks(tmp_path: Path) -> No
     (cwd / "cmds.jsonl").write_text(
         '{"shard": "town-a", "name": "employment_status", "cmd_id": "demo-1"}\n'
         '{"shard": "town-b", "name": "employment_status"}\n')  # cmd_id generated, as `send`
-    done = townlet("up", "--ticks", "10", "--commands", "cmds.jsonl", cwd=cwd, timeout=60)
+    done = townlet("up", "--ticks", "10", "--commands", "cmds.jsonl", "--json", cwd=cwd,
+                   timeout=60)
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(r["shard_id"], r["status"]) for r in results] == [("town-a", "ok"), ("town-b", "ok")]
@@ -126,7 +127,7 @@ def test_up_on_rabbitmq_sends_commands_and_stops_every_shard_at_ticks(harness: H
     started = time.monotonic()
     # --seconds is only a safety net: the run must end by itself once both shards ran 25 ticks.
     done = run_bounded([sys.executable, "-m", "ops.cli", "up", "--fleet", str(fleet), "--ticks",
-                        "25", "--commands", str(commands), "--seconds", "40"],
+                        "25", "--commands", str(commands), "--seconds", "40", "--json"],
                        harness.cwd, harness.env, timeout=45)
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-3000:]

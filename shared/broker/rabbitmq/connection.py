@@ -140,17 +140,18 @@ class ManagedConnection:
             except (*LOST, pex.AMQPError) as exc:
                 self.note_error(exc)
                 self.drop()
-                if not initial:
-                    self._outage_began(delay)
                 # Bad credentials at start-up are a configuration error, not an outage.
                 if time.monotonic() + delay > deadline or (initial and isinstance(exc, _AUTH)):
                     raise ConnectionLost(
                         f"cannot connect to {redact_url(self._url)}: {self.stats.last_error}"
                     ) from None
+                self._outage_began(delay)
                 time.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
         if not initial:
             self._reconnected()
+        else:
+            self._outage_ended()  # a start that had to wait for the broker
 
     def _redial_once(self) -> None:
         """One reconnect attempt if the backoff allows it; ``ConnectionLost`` if none succeeds."""
@@ -178,13 +179,16 @@ class ManagedConnection:
 
     def _reconnected(self) -> None:
         self.stats.reconnects += 1
+        self._outage_ended()
+        if self._on_reconnect is not None:
+            self._on_reconnect()
+
+    def _outage_ended(self) -> None:
         if self._outage is not None:
             started, attempts = self._outage
             self._outage = None
             self._emit("broker_reconnected", outage_s=round(time.monotonic() - started, 3),
                        failed_attempts=attempts, reconnects=self.stats.reconnects)
-        if self._on_reconnect is not None:
-            self._on_reconnect()
 
     def _outage_began(self, retry_in: float) -> None:
         """Count a failed dial; the first of an outage is reported, the rest only counted."""
