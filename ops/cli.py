@@ -161,10 +161,12 @@ def audit(
     install_stop_signals(stop)
     from workers.audit.consumer import run_audit
 
+    from shared.audit.sink import AuditLogLocked
+
     _logging(log_level, as_json)
     try:
         run_audit(url, audit_log, stop, metrics_port=metrics_port)
-    except OSError as exc:  # the log is locked by another consumer, or unwritable
+    except (OSError, AuditLogLocked) as exc:  # another consumer writes it, or unwritable
         raise fail(str(exc)) from None
 
 

@@ -31,9 +31,13 @@ def table(report: dict[str, Any], started: float) -> Table:
              f"{'healthy' if report['healthy'] else 'UNHEALTHY'}")
     grid = Table(title=title, caption=f"up {time.monotonic() - started:.0f}s - Ctrl-C quits",
                  expand=False)
+    width = max([len("shard"), *map(len, report["shards"])])
     for name in COLUMNS:
-        grid.add_column(name, justify="left" if name in ("shard", "state", "last error")
-                        else "right", overflow="fold" if name == "last error" else "ellipsis")
+        left = name in ("shard", "state", "last error")
+        # Never cut a shard id or a number; a long last error wraps.
+        grid.add_column(name, justify="left" if left else "right",
+                        no_wrap=name != "last error", overflow="fold",
+                        min_width=width if name == "shard" else len(name))
     for shard_id, row in report["shards"].items():
         state = row["state"]
         grid.add_row(shard_id, f"[{STATE_STYLE.get(state, 'white')}]{state}[/]",

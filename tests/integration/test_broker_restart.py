@@ -137,6 +137,13 @@ def test_shard_rides_out_a_broker_restart(node: PrivateNode, tmp_path: Path) -> 
         ticks = [i.data["tick"] for i in telemetry.items() if i.data.get("kind") != "health"]
         assert ticks and min(ticks) > before["tick"]  # the same town carried on, no reset
         assert worker.alive
+        # The outage is in the log as one townlet event each way, with the shard id and the
+        # retry backoff, and none of pika's own records (a traceback per failed dial).
+        lost, back = worker.events("broker_connection_lost"), worker.events("broker_reconnected")
+        assert len(lost) == 1 and len(back) == 1, worker.tail(40)
+        assert lost[0]["shard_id"] == back[0]["shard_id"] == shard_id
+        assert "retry_in_s" in lost[0] and back[0]["outage_s"] > 0
+        assert not [line for line in worker.output().splitlines() if "pika" in line]
         assert worker.terminate() == 0, worker.tail()
         after.close()
         telemetry.close()
