@@ -18,6 +18,8 @@ from shared.broker.base import (
     Message,
     NotFound,
     QueueSpec,
+    QueueStats,
+    Unroutable,
 )
 from tests.contract.conftest import Brokers, collect, eventually
 
@@ -301,3 +303,30 @@ def test_blocking_poll_wakes_when_another_thread_publishes(brokers: Brokers) -> 
         timer.join()
     assert [d.body for d in got] == [b"wake"]
     assert time.monotonic() - started < 2.0
+
+
+def test_a_mandatory_publish_nobody_takes_is_refused_and_one_that_routes_is_stored(
+        brokers: Brokers) -> None:
+    broker = brokers.connect()
+    exchange = brokers.exchange(broker, "x")
+    queue = brokers.queue(broker, "a", bindings=((exchange, "a"),))
+    with pytest.raises(Unroutable, match="'nobody'"):
+        broker.publish(exchange, "nobody", Message(b"typo", mandatory=True))
+    broker.publish(exchange, "a", Message(b"kept", mandatory=True))
+    assert eventually(lambda: broker.queue_depth(queue) == 1)
+    broker.publish(exchange, "a", Message(b"after a refusal, the connection still works"))
+    assert eventually(lambda: broker.queue_depth(queue) == 2)
+
+
+def test_queue_stats_count_ready_messages_and_consumers(brokers: Brokers) -> None:
+    broker, other = brokers.connect(), brokers.connect()
+    queue = brokers.queue(broker, "q", quorum=True)
+    assert broker.queue_stats(queue) == QueueStats(0, 0)
+    broker.publish("", queue, Message(b"1"))
+    broker.publish("", queue, Message(b"2"))
+    assert eventually(lambda: broker.queue_stats(queue) == QueueStats(2, 0))
+    other.consume(queue, prefetch=1)
+    assert eventually(lambda: broker.queue_stats(queue) == QueueStats(1, 1))  # one in flight
+    with pytest.raises(NotFound):
+        broker.queue_stats(brokers.name("never-declared"))
+    broker.publish("", queue, Message(b"still usable after a 404"))

@@ -107,6 +107,17 @@ def test_employment_review_approve_defer_status(loop: SimulationLoop) -> None:
     assert agent(loop, "agent_0")["exit_pending"] is False
 
 
+def test_enqueue_is_the_seeds_manual_enqueue_as_a_command(loop: SimulationLoop) -> None:
+    queued = ok(loop, "employment_exit", "enqueue", "agent_0")
+    assert queued["enqueued"] is True and queued["metrics"]["pending"] == ["agent_0"]
+    assert agent(loop, "agent_0")["exit_pending"] is True
+    again = ok(loop, "employment_exit", "enqueue", "agent_0")
+    assert again["enqueued"] is False and again["metrics"]["pending_count"] == 1  # once
+    assert ok(loop, "employment_exit", "review")["pending"] == ["agent_0"]
+    fails(loop, "not_found", "employment_exit", "enqueue", "nobody")
+    fails(loop, "usage", "employment_exit", "enqueue")
+
+
 def test_approve_exits_at_the_next_evaluation(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     config.employment.enforce_job_loop = True
