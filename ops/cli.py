@@ -159,9 +159,8 @@ def audit(
     url = _url(broker)
     stop = threading.Event()
     install_stop_signals(stop)
-    from workers.audit.consumer import run_audit
-
     from shared.audit.sink import AuditLogLocked
+    from workers.audit.consumer import run_audit
 
     _logging(log_level, as_json)
     try:
@@ -344,9 +343,10 @@ def dry_run(
     broker: BrokerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The console dry run of docs/user/console-dry-run.md: each checklist item PASS/FAIL with
-    its evidence; exit 1 if any fails. In-process it reads configs/ and writes logs/ relative to
-    the current directory (run it from the project root)."""
+    """The console dry run of docs/user/console-dry-run.md: PASS/FAIL per checklist item.
+
+    Each item is printed with its evidence; exit 1 if any fails. In process it reads configs/
+    and writes logs/ relative to the current directory (run it from the project root)."""
     from ops.dry_run import run_in_process, run_live
 
     try:

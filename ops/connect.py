@@ -68,8 +68,26 @@ def connect_client(url: str, timeout: float, role: str, shard_id: str | None = N
         raise unreachable(url, exc) from None
 
 
+# What pika's nested connection errors mean, for the one line an operator reads.
+_REASONS = (("Connection refused", "connection refused (is RabbitMQ running there?)"),
+            ("ProbableAuthentication", "access refused: check the user and password"),
+            ("AuthenticationError", "access refused: check the user and password"),
+            ("ACCESS_REFUSED", "access refused: check the user, password and vhost"),
+            ("NOT_ALLOWED", "vhost not found or not allowed"),
+            ("gaierror", "unknown host"), ("Name or service not known", "unknown host"),
+            ("timed out", "no answer (timed out)"), ("Timeout", "no answer (timed out)"))
+
+
+def reason(text: str) -> str:
+    for marker, meaning in _REASONS:
+        if marker in text:
+            return meaning
+    return text
+
+
 def unreachable(url: str, exc: BaseException) -> CliError:
-    return CliError(f"broker unreachable at {redact_url(url)}: {exc}", Exit.UNREACHABLE)
+    return CliError(f"broker unreachable at {redact_url(url)}: {reason(str(exc))}",
+                    Exit.UNREACHABLE)
 
 
 @contextmanager

@@ -44,6 +44,11 @@ class Check:
     evidence: str
 
 
+def _j(value: Any) -> str:
+    """Evidence values as JSON (what an operator pastes into a ticket), not Python reprs."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _res(result: dict[str, Any]) -> dict[str, Any]:
     return result.get("result") or {}
 
@@ -116,10 +121,10 @@ def _queue_checks(steps: dict[str, dict[str, Any]], agent: str) -> list[Check]:
     defer_ok = defer.get("deferred") is True and agent not in after and agent not in still
     return [
         Check(ITEMS[1], review_ok, f"enqueue {_outcome(steps['enqueue'])}; review "
-              f"{_outcome(steps['review'])}: pending={pending} "
+              f"{_outcome(steps['review'])}: pending={_j(pending)} "
               f"pending_count={review.get('pending_count')}"),
         Check(ITEMS[2], approve_ok, f"approve {_outcome(steps['approve'])}: approved="
-              f"{approve.get('approved')} manual_approvals={approvals}"),
+              f"{_j(approve.get('approved'))} manual_approvals={_j(approvals)}"),
         Check(ITEMS[3], defer_ok, f"defer {_outcome(steps['defer'])}: pending after={after}; "
               f"employment_status pending_agents={still} pending_count="
               f"{(status.get('metrics') or {}).get('pending_count')}"),
@@ -129,8 +134,8 @@ def _queue_checks(steps: dict[str, dict[str, Any]], agent: str) -> list[Check]:
 def _schema_check(snapshot: dict[str, Any], status: dict[str, Any]) -> Check:
     warnings = [_res(snapshot).get("schema_warning"), _res(status).get("schema_warning")]
     ok = all(r.get("status") == "ok" for r in (snapshot, status)) and warnings == [None, None]
-    return Check(ITEMS[4], ok, f"schema_warning of telemetry_snapshot={warnings[0]!r}, "
-                 f"employment_status={warnings[1]!r}")
+    return Check(ITEMS[4], ok, f"schema_warning of telemetry_snapshot={_j(warnings[0])}, "
+                 f"employment_status={_j(warnings[1])}")
 
 
 def _latest_check(steps: dict[str, dict[str, Any]]) -> Check:
@@ -141,7 +146,7 @@ def _latest_check(steps: dict[str, dict[str, Any]]) -> Check:
     ok = all(f is not None and f.get("status") == "ok" for f in found) and len(ticks) == 1
     shown = ", ".join(f"{r.get('name')}={f.get('status') if f else 'missing'}"
                       for r, f in zip(wanted, found, strict=True))
-    return Check(ITEMS[5], ok, f"{len(latest)} latest result(s) at tick(s) {sorted(ticks)}: "
+    return Check(ITEMS[5], ok, f"{len(latest)} latest result(s) at tick(s) {_j(sorted(ticks))}: "
                  f"{shown}")
 
 
@@ -161,8 +166,8 @@ def _chat_check(chat: dict[str, Any]) -> Check:
     ties = [result.get("speaker_tie"), result.get("listener_tie")]
     ok = chat.get("status") == "ok" and all(
         isinstance(t, dict) and (t.get("familiarity") or 0) > 0 for t in ties)
-    return Check(ITEMS[7], ok, f"force_chat {_outcome(chat)}: speaker_tie={ties[0]} "
-                 f"listener_tie={ties[1]}")
+    return Check(ITEMS[7], ok, f"force_chat {_outcome(chat)}: speaker_tie={_j(ties[0])} "
+                 f"listener_tie={_j(ties[1])}")
 
 
 def report(checks: list[Check], where: str, as_json: bool) -> bool:

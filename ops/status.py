@@ -78,11 +78,19 @@ def _settled(seen: ShardSeen) -> bool:
     return seen.health is not None and (seen.tick is not None or bool(seen.health.get("paused")))
 
 
-def _all_seen(expected: Iterable[str]) -> Callable[[dict[str, ShardSeen]], bool]:
+def _all_seen(expected: Iterable[str], discover: bool) -> Callable[[dict[str, ShardSeen]], bool]:
+    """When listening can stop: every expected shard settled, and, when discovering, a whole
+    health period has passed (every live shard has sent health by then) with all seen settled."""
     wanted = set(expected)
+    started = time.monotonic()
 
     def check(seen: dict[str, ShardSeen]) -> bool:
-        return bool(wanted) and all(s in seen and _settled(seen[s]) for s in wanted)
+        if not all(s in seen and _settled(seen[s]) for s in wanted):
+            return False
+        if not discover:
+            return bool(wanted)
+        return (time.monotonic() - started >= HEALTH_EVERY_S * 1.2
+                and all(_settled(s) for s in seen.values()))
     return check
 
 
@@ -113,10 +121,11 @@ def fleet_status(broker: Broker, expected: list[str], listen: float,
                  discover: bool = True) -> dict[str, Any]:
     """Listen up to ``listen`` seconds (less once every expected shard was seen), then report.
 
-    Without expected shards the whole window is used: that is how long discovery takes."""
+    Discovering shards takes a little over one health period (every live shard sends health
+    about once a second, paused or not)."""
     observer = Observer(broker, Topology())
     try:
-        observer.pump(listen, until=_all_seen(expected) if expected else None)
+        observer.pump(listen, until=_all_seen(expected, discover))
         return report_from(observer, expected, max(listen, HEALTH_EVERY_S * 1.5), discover)
     finally:
         observer.close()
