@@ -103,7 +103,7 @@ def require_rabbitmq(url: str) -> None:
         _unavailable(f"RabbitMQ unreachable at {redact_url(url)}: {exc}")
 
 
-def test_node_url() -> str:
+def local_test_node_url() -> str:
     """The node the tests may use; a non-local URL is refused (pytest.fail), never used."""
     url = os.environ.get(TEST_URL_ENV) or DEFAULT_AMQP_URL
     host = urlsplit(url).hostname
@@ -147,7 +147,7 @@ def private_vhost(base_url: str) -> tuple[str, Callable[[], None]]:
 @pytest.fixture(scope="session")
 def rabbit_url() -> Iterator[str]:
     """The session's own vhost on the local node (deleted at the end)."""
-    base = test_node_url()
+    base = local_test_node_url()
     require_rabbitmq(base)
     url, cleanup = private_vhost(base)
     try:

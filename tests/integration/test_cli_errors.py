@@ -82,6 +82,19 @@ def test_up_embedded_sends_the_commands_and_stops_at_ticks(tmp_path: Path) -> No
     assert "Traceback" not in done.stderr
 
 
+def test_up_exits_1_when_a_command_got_an_error_result(tmp_path: Path) -> None:
+    cwd = workdir(tmp_path)
+    (cwd / "cmds.jsonl").write_text(
+        '{"shard": "town-a", "name": "employment_status", "cmd_id": "fine"}\n'
+        '{"shard": "town-a", "name": "kill", "args": ["agent_1"], "mode": "admin", '
+        '"cmd_id": "no-token"}\n')
+    done = townlet("up", "--ticks", "10", "--commands", "cmds.jsonl", cwd=cwd, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines() == [
+        "ok town-a employment_status tick=1 " + done.stdout.splitlines()[0].rsplit(" ", 2)[1]
+        + " ms", "error town-a kill tick=1 unauthorized: admin mode requires a console token"]
+
+
 # -- 1. up on RabbitMQ: --ticks and --commands in the process fleet -------------------------
 def run_bounded(argv: list[str], cwd: Path, env: dict[str, str],
                 timeout: float) -> subprocess.CompletedProcess[str]:

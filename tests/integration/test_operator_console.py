@@ -41,6 +41,14 @@ def test_status_tells_ticking_paused_stale_and_unknown_apart(harness: Harness) -
     assert paused.returncode == 0, paused.stderr
     procs["dead"].kill()  # kill -9: its inbox stays, nobody consumes it
 
+    # A command for the dead shard stays queued; waiting for its result times out: exit 3.
+    begun = time.monotonic()
+    late = townlet("send", ids["dead"], "employment_status", "--timeout", "1", cwd=harness.cwd,
+                   env=harness.env)
+    assert late.returncode == 3, late.stderr
+    assert late.stderr.startswith("error: no result for cli-") and "stays queued" in late.stderr
+    assert time.monotonic() - begun < 5
+
     args = [a for s in [*ids.values(), never] for a in ("--shard", s)]
     code, report = status(harness, *args)
     states = {k: report["shards"][s]["state"] for k, s in ids.items()}

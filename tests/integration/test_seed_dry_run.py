@@ -172,3 +172,23 @@ def test_the_seeds_headless_check_runs_as_written(tmp_path: Path) -> None:
                     "out.jsonl"], cwd=cwd, check=True, capture_output=True, timeout=120)
     ticks = [json.loads(line)["tick"] for line in (cwd / "out.jsonl").read_text().splitlines()]
     assert ticks == [1, 2, 3, 4, 5]
+
+
+def test_townlet_dry_run_needs_nothing_outside_the_installed_packages(tmp_path: Path) -> None:
+    """As from a non-editable install: only the packages (no scripts/, no repo on the path)
+    and the project's configs/ in the working directory."""
+    site = tmp_path / "site"
+    for package in ("shared", "workers", "ops"):
+        shutil.copytree(REPO / package, site / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    cwd = workdir(tmp_path / "project")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import ops; print(ops.__file__)"], cwd=cwd,
+                           env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert where.stdout.startswith(str(site))  # the copy, not the checkout
+    done = subprocess.run([sys.executable, "-m", "ops.cli", "dry-run", "--json"], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    assert out["passed"] == 8 and out["failed"] == 0
+    assert (cwd / AUDIT).is_file()

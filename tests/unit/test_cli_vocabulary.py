@@ -98,3 +98,19 @@ def test_an_old_flag_still_works_with_a_note(tmp_path: Any) -> None:
                    "nope.jsonl", cwd=tmp_path)
     assert "note: --audit is now --audit-log" in done.stderr
     assert done.returncode == 1 and "config file not found: c.yaml" in done.stderr
+
+
+@pytest.mark.parametrize("url", ["amqp://guest:guest@rabbit.prod.example:5672/%2F",
+                                 "amqps://u:p@10.0.0.5/%2F"])
+def test_the_tests_refuse_a_broker_that_is_not_local(monkeypatch: pytest.MonkeyPatch,
+                                                     url: str) -> None:
+    from tests.procs import TEST_URL_ENV, local_test_node_url
+
+    monkeypatch.setenv(TEST_URL_ENV, url)
+    with pytest.raises(pytest.fail.Exception, match="is not a local broker"):
+        local_test_node_url()
+    monkeypatch.setenv(TEST_URL_ENV, "amqp://guest:guest@127.0.0.1:5999/%2F")
+    assert local_test_node_url().endswith(":5999/%2F")
+    monkeypatch.delenv(TEST_URL_ENV)
+    monkeypatch.setenv("TOWNLET_AMQP_URL", url)  # production's variable is never read
+    assert "127.0.0.1:5672" in local_test_node_url()
