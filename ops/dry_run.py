@@ -22,6 +22,7 @@ import typer
 from ops.connect import client_errors, connect_client
 from ops.dry_run_sessions import SEED_CONFIG, InProcessSession, LiveSession
 from ops.vocabulary import CliError, Exit
+from shared.audit.sink import AuditLogLocked
 
 EMPLOYMENT_KEYS = ("pending", "pending_count", "exits_today", "daily_exit_cap", "queue_limit",
                    "review_window")
@@ -189,7 +190,12 @@ def run_in_process(*, as_json: bool) -> bool:
     if not SEED_CONFIG.is_file():
         raise CliError(f"{SEED_CONFIG} not found in {Path.cwd()}: run `townlet dry-run` from "
                        "the project root (the directory holding configs/)")
-    return report(checklist(InProcessSession()), "a fresh in-process shard", as_json)
+    try:
+        session = InProcessSession()
+    except AuditLogLocked as exc:  # e.g. a fleet's audit consumer writes it right now
+        raise CliError(f"{exc} (by a running `townlet audit`?): stop it, or run the checklist "
+                       "against a live shard: townlet dry-run --shard ID") from None
+    return report(checklist(session), "a fresh in-process shard", as_json)
 
 
 def run_live(url: str, shard_id: str, *, audit_log: Path, token_env: str, timeout: float,

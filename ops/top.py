@@ -50,11 +50,15 @@ def table(report: dict[str, Any], started: float) -> Table:
 
 
 def live_view(frame: Callable[[], dict[str, Any]], *, once: bool, started: float) -> None:
-    """Draw ``frame()`` once, or redraw it in place until Ctrl-C."""
+    """Draw ``frame()`` once, or redraw it in place until Ctrl-C. Off a terminal (a pipe, a
+    file) there is no "in place": each frame is printed after the last, like `top -b`."""
     console = Console()
-    if once:
-        console.print(table(frame(), started))
-        return
+    if once or not console.is_terminal:
+        while True:
+            console.print(table(frame(), started))
+            console.file.flush()  # a reader of the pipe sees each frame as it is drawn
+            if once:
+                return
     with Live(table(frame(), started), console=console, auto_refresh=False,
               transient=False) as live:
         while True:

@@ -192,3 +192,20 @@ def test_townlet_dry_run_needs_nothing_outside_the_installed_packages(tmp_path: 
     out = json.loads(done.stdout)
     assert out["passed"] == 8 and out["failed"] == 0
     assert (cwd / AUDIT).is_file()
+
+
+def test_dry_run_while_an_audit_consumer_holds_the_log_says_so_in_one_line(
+        tmp_path: Path) -> None:
+    from shared.audit.sink import AuditLog
+
+    cwd = workdir(tmp_path)
+    (cwd / AUDIT.parent).mkdir(parents=True)
+    with AuditLog(cwd / AUDIT):  # as `townlet audit` of a running fleet does
+        done = subprocess.run([sys.executable, "-m", "ops.cli", "dry-run"], cwd=cwd,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                              capture_output=True, timeout=120, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        "error: logs/console/commands.jsonl is already open for writing (by a running "
+        "`townlet audit`?): stop it, or run the checklist against a live shard: townlet "
+        "dry-run --shard ID"]
