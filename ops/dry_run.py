@@ -12,7 +12,6 @@ and the manual enqueue is the console's ``employment_exit enqueue``.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from ops.connect import client_errors, connect_client
 from ops.dry_run_sessions import SEED_CONFIG, InProcessSession, LiveSession
 from ops.vocabulary import CliError, Exit
 from shared.audit.sink import AuditLogLocked
+from shared.config import environment_value
 
 EMPLOYMENT_KEYS = ("pending", "pending_count", "exits_today", "daily_exit_cap", "queue_limit",
                    "review_window")
@@ -200,7 +200,7 @@ def run_in_process(*, as_json: bool) -> bool:
 
 def run_live(url: str, shard_id: str, *, audit_log: Path, token_env: str, timeout: float,
              as_json: bool) -> bool:
-    token = os.environ.get(token_env)
+    token = environment_value(token_env)
     if not token:
         raise CliError(f"${token_env} is not set: the live dry run needs an admin console token "
                        "(employment_exit, pause and force_chat are admin commands)", Exit.USAGE)

@@ -4,7 +4,6 @@ run the fleet (``ops/fleet.py``), print one line per result and choose the exit 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from ops.fleet_lock import FleetLock
 from ops.output import result_line
 from ops.vocabulary import CliError, Exit
 from shared.broker import AMQP_URL_ENV
-from shared.config import ConfigError, FleetConfig
+from shared.config import ConfigError, FleetConfig, environment_value
 
 Command = tuple[str, dict[str, Any]]
 
@@ -57,7 +56,7 @@ def run_up(fleet: Path, broker: str | None, *, ticks: int | None, seconds: float
     from ops import fleet as fleet_mod
     from ops.signals import install_stop_signals
 
-    url = broker or os.environ.get(AMQP_URL_ENV)
+    url = broker or environment_value(AMQP_URL_ENV)
     embedded = not url or in_process_only(url)
     if not embedded:
         url = broker_url(url)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from ops.client import OperatorClient, build_command
 from ops.connect import client_errors, connect_client
 from ops.output import result_line
 from ops.vocabulary import CliError, Exit
+from shared.config import environment_value
 
 
 def parse_value(text: str) -> Any:
@@ -40,7 +40,7 @@ def send(url: str, shard_id: str, name: str, args: list[str], kw: list[str], *, 
 
     Exit 1 for an error result, 3 when none came in time, 4 when the broker is away."""
     kwargs = parse_kwargs(kw)
-    token = os.environ.get(token_env) if token_env else None
+    token = environment_value(token_env) if token_env else None
     payload = build_command(name, [parse_value(a) for a in args], kwargs, mode=mode,
                             cmd_id=cmd_id, token=token)
     deadline = time.monotonic() + timeout

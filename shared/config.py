@@ -50,6 +50,7 @@ __all__ = [
     "ConsoleAuthTokenConfig",
     "ConsoleConfig",
     "DEFAULT_AFFORDANCES",
+    "environment_value",
     "EconomyConfig",
     "EmploymentConfig",
     "FeaturesConfig",
@@ -74,6 +75,14 @@ __all__ = [
 
 class ConfigError(Exception):
     """A user mistake in a config file: the message names the key path and the problem."""
+
+
+def environment_value(name: str) -> str | None:
+    """The process environment's value for ``name`` (unset or empty: None).
+
+    The one place settings are read from the environment (broker URLs, token variables), so
+    where configuration comes from is never a surprise."""
+    return os.environ.get(name) or None
 
 
 def resolve_token(entry: ConsoleAuthTokenConfig) -> str | None:

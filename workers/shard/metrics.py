@@ -26,11 +26,11 @@ def shard_collector(worker: ShardWorker) -> Collect:
             Metric.one("townlet_ticks_total", "counter", "Ticks run by this process",
                        worker.ticks_run, labels),
             Metric.one("townlet_tick_seconds", "histogram", "Seconds per tick (simulation "
-                       "step and state hash)", worker.tick_seconds, labels),
+                       "step and state hash)", worker.meter.tick_seconds, labels),
             Metric("townlet_commands_total", "counter", "Console results answered, by status "
                    "and error code", [({**labels, "status": status, "code": code}, n)
                                       for (status, code), n in
-                                      sorted(worker.commands.counts.items())]),
+                                      sorted(worker.meter.commands.counts.items())]),
             Metric.one("townlet_tick", "gauge", "The shard's current tick", worker.loop.tick,
                        labels),
             Metric.one("townlet_paused", "gauge", "1 while the shard is paused",
@@ -62,7 +62,7 @@ def shard_collector(worker: ShardWorker) -> Collect:
 
 def shard_probe(worker: ShardWorker) -> Probe:
     def probe() -> tuple[bool, dict[str, Any]]:
-        idle = worker.clock() - worker.beat
+        idle = worker.clock() - worker.meter.beat
         health = worker.health()
         healthy = idle < STALLED_AFTER_S
         detail = (f"shard {worker.opts.shard_id} at tick {worker.loop.tick}" if healthy else

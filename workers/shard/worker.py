@@ -13,10 +13,8 @@ Step 4 goes through the outbox: while the broker is unreachable the town keeps t
 boundary is durable in the journal already) and the outbox publishes the backlog in order once
 the broker is back. Only a full outbox (``outbox_limit`` boundaries) makes the worker hold.
 
-This module only orchestrates: ``Inbox`` (receive, early answers, apply), ``Outbox`` (publish
-in order, ack), ``Durability`` (journal, sent marks, checkpoints) and ``recover`` never call
-each other or back up here; broker errors go to ``BrokerTrouble``, whose repairs we make.
-"""
+Only orchestration here: the parts (inbox, outbox, durability, recovery, meter) never call
+each other or back up here; broker errors go to ``BrokerTrouble``, whose repairs we make."""
 
 from __future__ import annotations
 
@@ -29,11 +27,11 @@ from shared.config import SimulationConfig
 from shared.console.results import results_to_wire
 from shared.logging import get_logger
 from shared.loop import SimulationLoop
-from shared.metrics import CommandCounts, Histogram
 from shared.telemetry import Health
 from shared.topology import Topology, declare_shard
 from workers.shard.durability import Durability
 from workers.shard.inbox import Inbox
+from workers.shard.meter import WorkerMeter
 from workers.shard.options import WorkerOptions
 from workers.shard.outbox import Outbox, Outgoing
 from workers.shard.outputs import Outputs
@@ -75,9 +73,7 @@ class ShardWorker:
         self.outbox = Outbox(broker, self.outputs, self.trouble, self.log)
         self.durability = Durability(self.state, errors, self.log, options.checkpoint_every)
         self.ticks_run = 0
-        self.tick_seconds = Histogram()  # loop.advance per tick (townlet_tick_seconds)
-        self.commands = CommandCounts()  # results answered, by status and error code
-        self.beat = clock()  # the main loop's last turn: the health probe's liveness
+        self.meter = WorkerMeter(clock)  # tick durations, results by code, liveness
         self._undurable = False  # a boundary's results are stored in memory but not journaled
         self._last_health = 0.0
         self._stop: threading.Event | None = None
@@ -134,7 +130,6 @@ class ShardWorker:
     def _tick_forever(self, stop: threading.Event) -> None:
         deadline = self.clock()
         while not stop.is_set():
-            self.beat = self.clock()
             if self.opts.max_ticks is not None and self.ticks_run >= self.opts.max_ticks:
                 return
             if self.opts.until_tick is not None and self.loop.world.tick >= self.opts.until_tick:
@@ -166,13 +161,7 @@ class ShardWorker:
         stepped = not loop.paused
         if not stepped and not batch.deliveries:
             return  # paused and nothing arrived: nothing happened, nothing to record
-        self.commands.add(batch.results)
-        if stepped:
-            started = time.perf_counter()
-            events, digest = loop.advance(tick)
-            self.tick_seconds.observe(time.perf_counter() - started)
-        else:
-            events, digest = [], loop.last_hash
+        events, digest = self.meter.boundary(loop, tick, stepped, batch.results)
         record = BoundaryRecord(self.durability.next_seq(), tick, stepped, digest,
                                 tuple(batch.results), tuple(batch.replies),
                                 loop.router.ledger.auto_ids())
@@ -202,7 +191,6 @@ class ShardWorker:
         while not self.durability.try_append(record, attempt):
             if self._stop is not None and self._stop.is_set():
                 raise StopRequested
-            self.beat = self.clock()  # holding for the disk is alive, not hung
             self._gather(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
             self._maybe_health()
             attempt += 1
@@ -214,7 +202,7 @@ class ShardWorker:
         # An answer must never outrun its journal record, and a full outbox takes no more.
         room = 0 if self._undurable else self.opts.outbox_limit - len(self.outbox)
         received, early = self.inbox.gather(self.broker, timeout, room=room)
-        self.commands.add([answer.result for answer in early])
+        self.meter.gathered(self.clock(), early)
         for answer in early:
             self.outbox.add(Outgoing(None, [answer.result], [answer.reply],
                                      acks=[answer.delivery]))
