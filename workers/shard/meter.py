@@ -8,7 +8,7 @@ orchestration.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shared.console.results import ConsoleResult
@@ -33,7 +33,8 @@ class WorkerMeter:
         self.tick_seconds.observe(time.perf_counter() - started)
         return events, digest
 
-    def gathered(self, now: float, early: Iterable[Any]) -> None:
+    def gathered(self, now: float, early: Sequence[Any]) -> None:
         """A turn of the loop (the worker is alive), with the early answers it produced."""
         self.beat = now
-        self.commands.add(answer.result for answer in early)
+        if early:  # usually empty: several gathers a tick, so allocate nothing then
+            self.commands.add([answer.result for answer in early])
