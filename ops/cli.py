@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ops import cli_processes
 from ops.vocabulary import (
     AUDIT_LOG,
     CONSOLE_TOKEN_ENV,
@@ -26,30 +26,20 @@ from ops.vocabulary import (
     Exit,
     JsonOpt,
     Kind,
-    LogLevel,
-    LogLevelOpt,
-    MetricsPortOpt,
     Mode,
     ShardFilterOpt,
     ShardOpt,
     TimeoutOpt,
     TokenEnvOpt,
     die,
-    fail,
     rewrite_renamed,
 )
-from shared.config import ConfigError
 
 app = typer.Typer(
     help=f"Townlet shards: run, operate and inspect deterministic town shards.\n\n"
          f"{EXIT_CODES_HELP}",
     no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]})
-
-FLEET_FILE = Path("configs/fleet/local.yaml")
-FleetOpt = Annotated[Path, typer.Option("--fleet", help="Fleet file (shards, state root, "
-                                                        "audit log)")]
-
 
 def _version(value: bool) -> None:
     if value:
@@ -69,11 +59,10 @@ def _main(version_: Annotated[bool, typer.Option(
     quiet_libraries()  # a client command configures no logging: keep pika's records out
 
 
-def _logging(level: LogLevel | str = LogLevel.info, as_json: bool | None = None) -> None:
-    from shared.logging import configure_logging
-
-    configure_logging(level.value if isinstance(level, LogLevel) else level,
-                      json=True if as_json else None)
+# The commands that run processes (run, shard, audit, up) live in ops/cli_processes.py; they are
+# registered here, explicitly, in the order `townlet --help` lists them.
+for _command in (cli_processes.run, cli_processes.shard, cli_processes.audit, cli_processes.up):
+    app.command()(_command)
 
 
 def _url(broker: str | None) -> str:
@@ -83,121 +72,6 @@ def _url(broker: str | None) -> str:
         return broker_url(broker)
     except CliError as exc:
         die(exc)
-
-
-@app.command()
-def run(
-    config: Annotated[Path, typer.Argument(
-        help="YAML config, e.g. configs/examples/poc_hybrid.yaml")],
-    ticks: Annotated[int, typer.Option(min=1, help="Ticks to run")] = 100,
-    seed: Annotated[int | None, typer.Option(min=0, help="Override world.seed")] = None,
-    stream_telemetry: Annotated[bool, typer.Option(
-        "--stream-telemetry", help="Mirror one JSON telemetry line per tick to stdout")] = False,
-    telemetry_path: Annotated[Path | None, typer.Option(
-        help="Write one JSON telemetry line per tick to this file")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Run one shard headless in-process (telemetry muted unless asked for)."""
-    from ops.run_local import run_headless
-
-    if stream_telemetry and telemetry_path is not None:
-        raise fail("use either --stream-telemetry or --telemetry-path, not both", Exit.USAGE)
-    run_headless(config, ticks, seed, stream_telemetry, telemetry_path, as_json=as_json)
-
-
-@app.command()
-def shard(
-    shard_id: ShardOpt,
-    config: Annotated[Path, typer.Option(help="The shard's YAML config")],
-    broker: BrokerOpt = None,
-    state_dir: Annotated[Path | None, typer.Option(
-        help="Journal, checkpoint and lock (default state/<shard>)")] = None,
-    tick_rate: Annotated[float | None, typer.Option(
-        "--tick-rate", min=0.0, help="Ticks per second (0 = as fast as possible)")] = None,
-    checkpoint_every: Annotated[int, typer.Option(min=1, help="Ticks between checkpoints")] = 200,
-    ticks: Annotated[int | None, typer.Option(min=1, help="Stop after this many ticks")] = None,
-    log_level: LogLevelOpt = LogLevel.info,
-    metrics_port: MetricsPortOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON log lines even on a "
-                                                         "terminal")] = False,
-) -> None:
-    """Run one shard worker: consume its queue, tick, publish results and telemetry."""
-    from ops.signals import install_stop_signals
-
-    url = _url(broker)
-    stop = threading.Event()
-    install_stop_signals(stop)
-    from workers.shard.bootstrap import run_shard
-
-    _logging(log_level, as_json)
-    try:
-        run_shard(shard_id, config, url, state_dir or Path("state") / shard_id,
-                  stop, tick_rate_hz=tick_rate, max_ticks=ticks,
-                  checkpoint_every=checkpoint_every, metrics_port=metrics_port)
-    except (ConfigError, ValueError, OSError) as exc:
-        raise fail(str(exc)) from None
-    except Exception as exc:  # a bug or a lost disk: log it, exit non-zero, restart from state
-        from shared.logging import get_logger
-
-        get_logger("shard").exception(
-            "shard_crashed", shard_id=shard_id, error=f"{type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from None
-
-
-@app.command()
-def audit(
-    broker: BrokerOpt = None,
-    audit_log: AuditLogOpt = AUDIT_LOG,
-    metrics_port: MetricsPortOpt = None,
-    log_level: LogLevelOpt = LogLevel.info,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON log lines even on a "
-                                                         "terminal")] = False,
-) -> None:
-    """Run the audit consumer: one fsynced JSON line per console result."""
-    from ops.signals import install_stop_signals
-
-    url = _url(broker)
-    stop = threading.Event()
-    install_stop_signals(stop)
-    from shared.audit.sink import AuditLogLocked
-    from workers.audit.consumer import run_audit
-
-    _logging(log_level, as_json)
-    try:
-        run_audit(url, audit_log, stop, metrics_port=metrics_port)
-    except (OSError, AuditLogLocked) as exc:  # another consumer writes it, or unwritable
-        raise fail(str(exc)) from None
-
-
-@app.command()
-def up(
-    fleet: FleetOpt = FLEET_FILE,
-    broker: Annotated[str | None, typer.Option(
-        help="amqp:// URL: run every worker as its own process on RabbitMQ. Without it (and "
-             "without $TOWNLET_AMQP_URL), or with memory://, the fleet runs embedded in this "
-             "process on the in-memory broker")] = None,
-    ticks: Annotated[int | None, typer.Option(
-        min=1, help="Stop each shard after N ticks; the fleet stops when all have")] = None,
-    seconds: Annotated[float | None, typer.Option(min=0.1, help="Stop after S seconds")] = None,
-    commands: Annotated[Path | None, typer.Option(
-        help="JSONL of commands, sent as the fleet starts, one per line: {shard, name, "
-             "args, kwargs, mode, cmd_id, auth, ...}; one line per result is printed")] = None,
-    max_restarts: Annotated[int, typer.Option(
-        min=0, help="Restarts of one child (with exponential backoff) before the whole fleet "
-                    "stops with exit 1")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON lines")] = False,
-) -> None:
-    """Run the whole fleet locally: every shard worker plus the audit consumer.
-
-    Exit 1 if a command got no result or an error result, or a child kept dying."""
-    from ops.fleet_cli import run_up
-
-    try:
-        code = run_up(fleet, broker, ticks=ticks, seconds=seconds, commands=commands,
-                      max_restarts=max_restarts, as_json=as_json, logging=_logging)
-    except CliError as exc:
-        die(exc)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -269,8 +143,10 @@ def status(
     broker: BrokerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fleet status: state (ticking/paused/stale/unknown), tick, rate, lag, inbox, consumers,
-    the audit consumer and dead letters. Exit 1 when anything is unhealthy."""
+    """Fleet status per shard, the audit consumer and dead letters; exit 1 when unhealthy.
+
+    Per shard: state (ticking, paused, stale, unknown), tick, rate, lag, inbox depth and
+    consumers, unsent outputs and last error."""
     from ops.status_cli import run_status
 
     try:
@@ -292,8 +168,9 @@ def top(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON view per refresh "
                                                          "instead of drawing")] = False,
 ) -> None:
-    """A live view of the fleet, refreshed in place: tick, rate, lag, inbox, employment
-    pending, exits today and last error per shard. Ctrl-C quits."""
+    """A live view of the fleet, refreshed in place (Rich). Ctrl-C quits.
+
+    Per shard: state, tick, rate, lag, inbox, employment pending, exits today, last error."""
     from ops.status_cli import run_top
 
     try:
@@ -368,8 +245,9 @@ def probe(
     timeout: TimeoutOpt = 3.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ask a shard or audit process's health probe (/healthz); exit 0 healthy, 1 not, 4 no
-    answer (what the compose healthchecks run)."""
+    """Ask a shard or audit process's health probe (/healthz): exit 0 healthy, 1 not, 4 silent.
+
+    What the compose healthchecks run."""
     from ops.probe import probe as ask
 
     healthy, body = ask(host, port, timeout)
