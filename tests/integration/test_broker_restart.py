@@ -144,6 +144,7 @@ def test_shard_rides_out_a_broker_restart(node: PrivateNode, tmp_path: Path) -> 
         assert lost[0]["shard_id"] == back[0]["shard_id"] == shard_id
         assert "retry_in_s" in lost[0] and back[0]["outage_s"] > 0
         assert not [line for line in worker.output().splitlines() if "pika" in line]
+        assert not worker.events("broker_trouble")  # not one line every few seconds either
         assert worker.terminate() == 0, worker.tail()
         after.close()
         telemetry.close()

@@ -106,3 +106,21 @@ def test_a_forced_close_is_one_townlet_event_with_the_shard_id(harness: Harness)
     back = shard.events("broker_reconnected")
     assert len(back) == 1 and back[0]["shard_id"] == shard_id
     assert not pika_lines(shard.output()), shard.tail()
+
+
+@pytest.mark.rabbitmq
+def test_the_audit_consumer_reports_a_forced_close_once_too(harness: Harness) -> None:
+    audit = harness.audit(harness.root / "audit.jsonl").start()
+    audit.wait_log("audit_started", 20)
+    name = "townlet audit @"
+    wait_until(lambda: any(n.endswith(f":{audit.pid}") for n in named_connections(name)), 10,
+               "the audit consumer's named connection")
+    for conn, pid in named_connections(name).items():
+        if conn.endswith(f":{audit.pid}"):
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "test"],
+                           capture_output=True, timeout=30, check=True)
+    audit.wait_log("broker_reconnected", 20)
+    events = [e for e in ("broker_connection_lost", "broker_reconnected", "audit_broker_error")
+              for _ in audit.events(e)]
+    assert events == ["broker_connection_lost", "broker_reconnected"], audit.tail()
+    assert not pika_lines(audit.output())

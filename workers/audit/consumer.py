@@ -64,6 +64,7 @@ class AuditConsumer:
         max_body_bytes: int = 1_048_576,
         batch: int = 100,
         logger: Logger | None = None,
+        broker_logs_outages: bool = False,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be >= 1")
@@ -80,6 +81,8 @@ class AuditConsumer:
         self.beat = time.monotonic()  # run()'s last turn: the health probe's liveness
         self.behind_since: float | None = None  # since when the queue may hold more than us
         self._in_outage = False  # broker errors are logged once per outage
+        # The adapter already logs a lost connection (and its return) once: don't repeat it.
+        self._quiet_on_lost = broker_logs_outages
 
     def start(self) -> None:
         """Declare the audit topology and subscribe; both are idempotent, so safe to repeat."""
@@ -230,7 +233,7 @@ class AuditConsumer:
         self.backoff = _next_backoff(self.backoff)
         if self.behind_since is None:
             self.behind_since = time.monotonic()  # results may be piling up meanwhile
-        if self._in_outage:
+        if self._in_outage or (self._quiet_on_lost and isinstance(exc, ConnectionLost)):
             return  # once per outage, not once per retry
         self._in_outage = True
         self._logger.warning(
@@ -265,6 +268,7 @@ def run_audit(
 ) -> None:
     """Entry point for ``townlet audit``: consume results into ``log_path`` until ``stop``."""
     logger = get_logger("audit", broker=redact_url(broker_url), path=str(log_path))
+    adapter_logs = opener is None
     if opener is None:
         # One attempt per call (the loops here back off on ``stop``, so SIGTERM is honoured at
         # once); outages are logged once each by the adapter, under this process's name.
@@ -275,7 +279,8 @@ def run_audit(
         if broker is None:
             return
         logger.info("audit_started", records=len(log))
-        consumer = AuditConsumer(broker, log, Topology(), logger=logger)
+        consumer = AuditConsumer(broker, log, Topology(), logger=logger,
+                                 broker_logs_outages=adapter_logs)
         server = None if metrics_port is None else MetricsServer(
             metrics_port, audit_collector(consumer), audit_probe(consumer))
         try:

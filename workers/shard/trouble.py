@@ -2,8 +2,9 @@
 
 The inbox, the outbox and the health publisher hand every ``BrokerError`` to one
 ``BrokerTrouble``. It notes the error for health (``LastError``), logs it at most every few
-seconds (not one line per tick while the broker is away), and says what the error means must
-be repaired; the worker does the repairs (``take_repairs``), so no part calls another:
+seconds (a lost connection not at all: the adapter logs each outage once, with its backoff),
+and says what the error means must be repaired; the worker does the repairs
+(``take_repairs``), so no part calls another:
 
 * ``ConnectionLost``: deliveries of the dead connection can't be acked (the broker redelivers
   them), so the inbox must drop them. After a channel-level error the consumer is intact and
@@ -56,6 +57,8 @@ class BrokerTrouble:
         elif isinstance(exc, NotFound):
             self._redeclare = self.needs_repair = True
         self.errors.note(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, ConnectionLost):
+            return  # the broker adapter logs each outage once (broker_connection_lost)
         now = self.clock()
         if now - self._logged_at >= TROUBLE_LOG_EVERY_S:
             self._logged_at = now
