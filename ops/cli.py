@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ops import trust_cli
 from shared.config import ConfigError, FleetConfig
 
 app = typer.Typer(help="Townlet shards: run, operate and inspect deterministic town shards.",
@@ -131,7 +132,10 @@ def audit(
     from workers.audit.consumer import run_audit
 
     _logging()
-    run_audit(url, log, stop)
+    try:
+        run_audit(url, log, stop)
+    except ValueError as exc:  # an unusable TOWNLET_RESULT_KEY: refuse to log unverified
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -321,19 +325,25 @@ def replay(
         help="Captured telemetry JSONL to check every tick's state_hash against")] = None,
     write_state: Annotated[Path | None, typer.Option(
         help="Also write the rebuilt shard as a state dir a worker resumes from (must not "
-             "hold a checkpoint or journal yet); refused if telemetry disagrees")] = None,
+             "hold a checkpoint or journal yet); refused if telemetry disagrees or a line "
+             "fails verification")] = None,
+    key_env: trust_cli.KeyEnvOpt = trust_cli.RESULT_KEY_ENV,
 ) -> None:
     """Rebuild a shard from its config and audit log; verify hashes against telemetry."""
-    from ops.replay import ReplayInputError, audit_results, rebuild, telemetry_hashes
+    from ops.replay import ReplayInputError, read_audit, rebuild, telemetry_hashes
+    from ops.verify import load_keyring
     from shared.config import load_config
 
     try:
         cfg = load_config(config)
+        keyring = load_keyring(key_env)
         # Read both inputs before the (long) replay: a typo fails at once, not minutes later.
-        results = audit_results(audit_log, shard_id)
+        read = read_audit(audit_log, shard_id, keyring)
         live = None if telemetry is None else telemetry_hashes(telemetry, shard_id)
-    except (ConfigError, ReplayInputError) as exc:
+    except (ConfigError, ReplayInputError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    results = trust_cli.verified_results(read, key_env, keyring is not None,
+                                         writing=write_state is not None)
     loop, hashes = rebuild(cfg, shard_id, results, ticks)
     last = max(hashes) if hashes else 0
     typer.echo(f"replayed {len(hashes)} ticks of {shard_id}; tick {last} state_hash "
@@ -354,6 +364,10 @@ def replay(
             raise _fail(str(exc)) from None
         typer.echo(f"wrote {path}: a worker started with --state-dir {write_state} resumes "
                    f"{shard_id} at tick {loop.tick}")
+
+
+app.command()(trust_cli.verify)
+app.command("shard-key")(trust_cli.shard_key)
 
 
 @app.command("dry-run")

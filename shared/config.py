@@ -64,6 +64,7 @@ __all__ = [
     "parse_config",
     "Position",
     "QueueFairnessConfig",
+    "env_secret",
     "resolve_token",
     "RewardsConfig",
     "SimulationConfig",
@@ -79,6 +80,12 @@ class ConfigError(Exception):
 def resolve_token(entry: ConsoleAuthTokenConfig) -> str | None:
     """A configured console token, env-sourced ones read now (rotation needs no restart)."""
     return entry.resolve(os.environ)
+
+
+def env_secret(name: str) -> str | None:
+    """A secret from the process environment (the result key, a shard key), read when called
+    so a rotated value needs no code path of its own; None when unset or empty."""
+    return os.environ.get(name) or None
 
 
 def load_fleet(path: str | Path) -> FleetConfig:

@@ -9,6 +9,7 @@ never runs a cycle through it. pika is imported only when an AMQP URL is opened.
 from __future__ import annotations
 
 from shared.broker.base import (
+    AccessRefused,
     Broker,
     BrokerError,
     BrokerStats,
@@ -21,7 +22,7 @@ from shared.broker.base import (
     QueueSpec,
 )
 from shared.broker.memory import MemoryBroker, MemoryHub
-from shared.broker.redaction import redact_url, scrub_secrets
+from shared.broker.redaction import redact_url, scrub_secrets, url_user
 from shared.broker.transports import (
     AMQP_URL_ENV,
     DEFAULT_AMQP_URL,
@@ -35,6 +36,7 @@ from shared.broker.transports import (
 
 __all__ = [
     "AMQP_URL_ENV",
+    "AccessRefused",
     "Broker",
     "BrokerError",
     "BrokerStats",
@@ -56,4 +58,5 @@ __all__ = [
     "open_broker",
     "redact_url",
     "scrub_secrets",
+    "url_user",
 ]

@@ -31,6 +31,10 @@ class NotFound(BrokerError):
     """The exchange or queue named in an operation does not exist (AMQP 404)."""
 
 
+class AccessRefused(BrokerError):
+    """The broker user may not do this (AMQP 403): see ops/rabbitmq/definitions.json."""
+
+
 # Header value types that survive the trip through RabbitMQ (pika) unchanged. Floats are
 # missing on purpose: pika cannot encode them in AMQP tables.
 _HEADER_SCALARS = (str, int, bool, bytes, datetime)
@@ -102,6 +106,9 @@ class Message:
     message_id: str | None = None
     correlation_id: str | None = None
     reply_to: str | None = None
+    # The AMQP user_id property: RabbitMQ refuses a publish whose user_id is not the
+    # connection's user, so a consumer can trust it names the publisher (docs/THREAT_MODEL.md).
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,7 @@ class Delivery:
     # ack for a delivery from a finished session (cancelled, closed, lost connection) is
     # recognised as stale and ignored instead of acking some other message.
     epoch: int = 0
+    user_id: str | None = None  # the publisher, as the broker validated it (Message.user_id)
 
 
 @dataclass

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from shared.broker import MemoryHub, open_broker, redact_url
+from shared.broker import MemoryHub, open_broker, redact_url, url_user
 from shared.config import load_config
 from shared.logging import get_logger
+from shared.trust.env import UNSIGNED_WARNING, shard_signer
 from workers.shard.options import WorkerOptions
 from workers.shard.worker import ShardWorker
 
@@ -18,13 +19,18 @@ def run_shard(shard_id: str, config_path: Path, broker_url: str, state_dir: Path
               checkpoint_every: int = 200) -> None:
     config = load_config(config_path)
     log = get_logger("shard", shard_id=shard_id)
+    signer = shard_signer(shard_id)  # TrustKeyError (a ValueError) before anything starts
+    if signer is None:
+        log.warning("results_unsigned", warning=UNSIGNED_WARNING)
     # Fail fast while the broker is away: the worker keeps ticking and queues its outputs.
     broker = open_broker(broker_url, hub=hub, wait_for_broker=False)
     log.info("shard_booting", broker=redact_url(broker_url), config=str(config_path),
-             state_dir=str(state_dir))
+             state_dir=str(state_dir), signed=signer is not None,
+             kid=signer.kid if signer is not None else None)
     options = WorkerOptions(shard_id=shard_id, state_dir=state_dir, tick_rate_hz=tick_rate_hz,
                             max_ticks=max_ticks, checkpoint_every=checkpoint_every)
     try:
-        ShardWorker(config, broker, options).run(stop)
+        ShardWorker(config, broker, options, signer=signer,
+                    user_id=url_user(broker_url)).run(stop)
     finally:
         broker.close()

@@ -130,4 +130,5 @@ def _delivery(consumer: Consumer, tag: int, stored: Stored) -> Delivery:
         reply_to=msg.reply_to,
         delivery_count=stored.delivery_count,
         epoch=consumer.epoch,
+        user_id=msg.user_id,
     )

@@ -1,0 +1,72 @@
+"""The CLI commands of the trust chain (`townlet verify`, `townlet shard-key`) and the checks
+`townlet replay` makes of its input; ``ops/cli.py`` registers them (docs/THREAT_MODEL.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from shared.trust.env import RESULT_KEY_ENV
+
+if TYPE_CHECKING:  # the CLI imports this module at start: keep the simulation out of it
+    from ops.replay import AuditRead
+    from shared.console.results import ConsoleResult
+
+__all__ = ["RESULT_KEY_ENV", "KeyEnvOpt", "shard_key", "verified_results", "verify"]
+
+AUDIT_LOG = Path("logs/console/commands.jsonl")
+KeyEnvOpt = Annotated[str, typer.Option(
+    "--key-env", help="Environment variable holding the fleet result key(s), newest first "
+                      "(see ops/runbooks/rotate-keys.md)")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def verify(
+    path: Annotated[Path, typer.Argument(help="The audit log (its rotated .1, .2, ... files "
+                                              "are checked too)")] = AUDIT_LOG,
+    key_env: KeyEnvOpt = RESULT_KEY_ENV,
+) -> None:
+    """Check an audit log's chain and signatures (exit 1 naming the first bad line)."""
+    from ops.verify import verify_command
+
+    try:
+        code, lines = verify_command(path, key_env)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    for line in lines:
+        typer.echo(line, err=line.startswith(("warning:", "note:")))
+    raise typer.Exit(code)
+
+
+def shard_key(
+    shard_id: Annotated[str, typer.Option("--shard", help="The shard the key is for")],
+    key_env: KeyEnvOpt = RESULT_KEY_ENV,
+) -> None:
+    """Print one shard's signing key (its TOWNLET_SHARD_KEY), derived from the fleet key."""
+    from ops.keys import shard_key_token
+
+    try:
+        typer.echo(shard_key_token(shard_id, key_env))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def verified_results(read: AuditRead, key_env: str, keyed: bool, *,
+                     writing: bool) -> list[ConsoleResult]:
+    """The results `townlet replay` may use; says loudly what was not verified or left out."""
+    if not keyed:
+        typer.echo(f"warning: {key_env} is not set: audit lines are NOT verified (any line, "
+                   "forged or not, is replayed)", err=True)
+    if read.refused:
+        typer.echo(f"warning: {len(read.refused)} audit line(s) of this shard are not verified "
+                   f"results and were left out, first: {read.refused[0]} (run `townlet "
+                   "verify`)", err=True)
+        if writing:
+            raise _fail("not writing a state dir from an audit log with unverified lines")
+    return read.results
