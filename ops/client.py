@@ -1,8 +1,11 @@
 """The operator's side of the wire: send commands and wait for results, tail telemetry.
 
-Replies come back through a private, non-durable reply queue (PROTOCOL: ``reply_to`` and
-``correlation_id`` are honoured). The shard's inbox is declared before publishing so a command
-for a shard that has not started yet waits for it instead of being dropped as unroutable.
+Replies come back through a private reply queue (PROTOCOL: ``reply_to`` and ``correlation_id``
+are honoured): exclusive and named by the broker (``amq.gen-...``), because shards refuse a
+``reply_to`` in the project's own namespace (docs/PROTOCOL.md, "Bad input") and a read-only
+broker user may create only such queues (ops/rabbitmq/definitions.json). The shard's inbox is
+declared before publishing so a command for a shard that has not started yet waits for it
+instead of being dropped as unroutable.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from shared import wire
 from shared.broker.base import Broker, Message, QueueSpec
 from shared.topology import Topology, declare_common, validate_shard_id
 
-PRIVATE_QUEUE_TTL_MS = 60_000  # an abandoned reply/tail queue disappears after a minute
-
 
 class ResultTimeout(TimeoutError):
     """No result arrived in time (the command is still queued and will be applied)."""
+
+
+def private_queue_spec(bindings: tuple[tuple[str, str], ...] = ()) -> QueueSpec:
+    """An exclusive, broker-named queue (docstring above)."""
+    return QueueSpec("", durable=False, exclusive=True, bindings=bindings)
 
 
 def new_cmd_id() -> str:
@@ -46,12 +52,9 @@ class OperatorClient:
         self.broker = broker
         self.topo = topo or Topology()
 
-    def _private_queue(self, purpose: str,
-                       bindings: tuple[tuple[str, str], ...] = ()) -> str:
-        name = f"townlet.{purpose}.{uuid.uuid4().hex[:12]}"
-        self.broker.declare_queue(QueueSpec(name, durable=False, bindings=bindings,
-                                            expires_ms=PRIVATE_QUEUE_TTL_MS))
-        return name
+    def _private_queue(self, bindings: tuple[tuple[str, str], ...] = ()) -> str:
+        """A queue only this connection can read, deleted with it (so never abandoned)."""
+        return self.broker.declare_queue(private_queue_spec(bindings))
 
     def publish_command(self, shard_id: str, payload: dict[str, Any],
                         reply_to: str | None = None, correlation_id: str | None = None) -> None:
@@ -69,7 +72,7 @@ class OperatorClient:
         if not wait:
             self.publish_command(shard_id, payload)
             return None
-        queue = self._private_queue("reply")
+        queue = self._private_queue()
         try:
             self.broker.consume(queue, prefetch=10)
             self.publish_command(shard_id, payload, reply_to=queue)
@@ -89,7 +92,7 @@ class OperatorClient:
         when none has come for ``idle_timeout`` seconds, or when ``cancel`` is set; a missing
         index got no result.
         """
-        queue = self._private_queue("reply")
+        queue = self._private_queue()
         results: dict[int, dict[str, Any]] = {}
         try:
             self.broker.consume(queue, prefetch=200)
@@ -124,7 +127,7 @@ class OperatorClient:
     def stream(self, exchange: str, *, seconds: float | None = None,
                count: int | None = None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Yield (headers, body) from a fanout exchange until ``count`` or ``seconds``."""
-        queue = self._private_queue("tail", bindings=((exchange, ""),))
+        queue = self._private_queue(bindings=((exchange, ""),))
         seen = 0
         deadline = None if seconds is None else time.monotonic() + seconds
         try:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ops.client import private_queue_spec
 from shared import wire
-from shared.broker.base import Broker, BrokerError, QueueSpec
+from shared.broker.base import Broker, BrokerError
 from shared.topology import Topology
-
-PRIVATE_QUEUE_TTL_MS = 60_000
 
 
 def _depth(broker: Broker, queue: str) -> int | None:
@@ -38,9 +37,8 @@ def fleet_status(broker: Broker, shard_ids: list[str], listen: float) -> dict[st
 
 
 def _listen(broker: Broker, topo: Topology, seconds: float) -> dict[str, dict[str, Any]]:
-    name = f"townlet.status.{int(time.time() * 1000)}"
-    broker.declare_queue(QueueSpec(name, durable=False, expires_ms=PRIVATE_QUEUE_TTL_MS,
-                                   bindings=((topo.telemetry_exchange, ""),)))
+    # Exclusive and broker-named: all a read-only monitor user may create.
+    name = broker.declare_queue(private_queue_spec(((topo.telemetry_exchange, ""),)))
     latest: dict[str, dict[str, Any]] = {}
     try:
         broker.consume(name, prefetch=500)

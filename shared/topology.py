@@ -35,10 +35,14 @@ class Topology:
     dead_exchange: str = "townlet.dead"
     dead_queue: str = "townlet.dead"
     shard_queue_prefix: str = "townlet.shard."
+    # Every name above starts with it: a reply_to in it is refused (workers/shard/intake.py).
+    namespace: str = "townlet."
     # A backstop against a message that kills its consumer every time, not a retry budget:
     # RabbitMQ counts every delivery a dying consumer held, so a crash-looping worker (or an
     # operator restarting the audit consumer) would otherwise dead-letter good messages.
     delivery_limit: int = 100
+    dead_max_length: int = 10_000
+    dead_max_bytes: int = 64 * 1024 * 1024
 
     def shard_queue(self, shard_id: str) -> str:
         return f"{self.shard_queue_prefix}{validate_shard_id(shard_id)}.commands"
@@ -56,9 +60,12 @@ class Topology:
         return ExchangeSpec(self.dead_exchange, "fanout")
 
     def dead_queue_spec(self) -> QueueSpec:
-        # No delivery limit and no dead-letter exchange: dead letters must never loop.
+        # No delivery limit and no dead-letter exchange: dead letters must never loop. Bounded
+        # in count and bytes, oldest dropped first (docs/PROTOCOL.md, "Topology"): a flood of
+        # bad input must never fill the broker's disk, and the newest letters say the most.
         return QueueSpec(
-            self.dead_queue, quorum=True, bindings=((self.dead_exchange, ""),)
+            self.dead_queue, quorum=True, bindings=((self.dead_exchange, ""),),
+            max_length=self.dead_max_length, max_length_bytes=self.dead_max_bytes,
         )
 
     def audit_queue_spec(self) -> QueueSpec:

@@ -74,12 +74,23 @@ class QueueSpec:
     # Delete the queue after this long unused (x-expires): private reply/tail queues of a
     # client that died. The memory broker dies with its process, so it can ignore this.
     expires_ms: int | None = None
+    # Owned by the declaring connection and deleted with it; with an empty ``name`` the broker
+    # names it (``amq.gen-...``; ``declare_queue`` returns the name): private reply and tail
+    # queues, outside the project's namespace (docs/PROTOCOL.md, "Topology").
+    exclusive: bool = False
+    # x-max-length / x-max-length-bytes: past either, the oldest ready messages are dropped
+    # (RabbitMQ's default overflow, drop-head), so a flood can never fill the broker's disk.
+    max_length: int | None = None
+    max_length_bytes: int | None = None
 
     def __post_init__(self) -> None:
         # RabbitMQ only honours these arguments on durable quorum queues; refusing the
         # combination here keeps the in-memory broker from promising what RabbitMQ won't do.
-        if not self.name:
-            raise ValueError("queue name must not be empty")
+        if not self.name and not self.exclusive:
+            raise ValueError("queue name must not be empty (only an exclusive queue is named "
+                             "by the broker)")
+        if self.exclusive and (self.quorum or self.durable):
+            raise ValueError(f"exclusive queue {self.name!r} must be non-durable, not quorum")
         if self.quorum and not self.durable:
             raise ValueError(f"quorum queue {self.name!r} must be durable")
         if self.delivery_limit is not None and not self.quorum:
@@ -150,7 +161,10 @@ class Broker(Protocol):
 
     def declare_exchange(self, spec: ExchangeSpec) -> None: ...
 
-    def declare_queue(self, spec: QueueSpec) -> None: ...
+    def declare_queue(self, spec: QueueSpec) -> str:
+        """Declare (idempotently) and bind; returns the queue's name (the broker's choice for
+        an exclusive queue declared with an empty name)."""
+        ...
 
     def publish(self, exchange: str, routing_key: str, message: Message) -> None:
         """Publish and wait for the broker's confirm; raise PublishNotConfirmed otherwise."""

@@ -48,6 +48,8 @@ def refusal_key(result: ConsoleResult) -> str | None:
     echo = result.command or {}
     decided_by = [result.cmd_id, result.name, echo.get("args"), echo.get("kwargs"),
                   echo.get("mode"), result.issuer, error.code.value, error.message]
+    if echo.get("claimed_issuer") is not None:  # absent before issuers were verified
+        decided_by.append(echo["claimed_issuer"])
     body = json.dumps(decided_by, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 

@@ -40,7 +40,6 @@ from shared.telemetry import Health, LastError
 from .auth import ANONYMOUS, Authenticator, Identity
 from .commands import ArgReader, CommandSpec, Context, Controls, Registry, default_registry
 from .envelope import (
-    MAX_CMD_ID,
     ConsoleCommand,
     ConsoleError,
     ErrorCode,
@@ -50,6 +49,7 @@ from .envelope import (
     plain,
     recover_cmd_id,
     recover_name,
+    usable_cmd_id,
 )
 from .ledger import CommandLedger, command_fingerprint
 from .outcomes import Outcomes
@@ -105,11 +105,14 @@ class ConsoleRouter:
             return self._out.crashed(exc, None, recover_name(payload), tick, received_at,
                                      prefix="auto", cmd_id=recover_cmd_id(payload))
 
-    def reject(self, cmd_id: str, code: ErrorCode, message: str, *, tick: int,
-               received_at: float) -> ConsoleResult:
-        """An error result for a delivery that could not be decoded but named its cmd_id."""
+    def reject(self, cmd_id: str | None, code: ErrorCode, message: str, *, tick: int,
+               received_at: float, name: str | None = None) -> ConsoleResult:
+        """An error result for a delivery refused before its command could be checked (it
+        could not be decoded, or its reply_to/correlation_id are refused), addressed to
+        ``cmd_id`` when that is usable as a caller's id, else to an assigned one."""
         return self.ledger.settle(self._out.refused(
-            ConsoleError(code, message), tick, received_at, "auto", cmd_id=cmd_id[:MAX_CMD_ID]))
+            ConsoleError(code, message), tick, received_at, "auto",
+            cmd_id=usable_cmd_id(cmd_id), name=name))
 
     def reapply(self, result: ConsoleResult) -> None:
         """Re-run the effect of a journaled or audited result at its tick (crash recovery,
@@ -156,7 +159,8 @@ class ConsoleRouter:
             identity = self.auth.authenticate(command)
             self.auth.check_no_token_outside_auth(command)
         except ConsoleError as exc:
-            unverified = Identity(command.mode, command.issuer or ANONYMOUS, False)
+            # docs/CONSOLE.md, "Auth": an issuer nobody vouched for is never the issuer.
+            unverified = Identity(command.mode, ANONYMOUS, False)
             return self._out.refused(exc, tick, received_at, "auto", command=command,
                                      identity=unverified)
         return self._checked(command, identity, tick, received_at, prefix="auto")

@@ -75,7 +75,8 @@ class ShardWorker:
                                user_id=user_id)
         self.trouble = BrokerTrouble(errors, self.log, clock, unsent=lambda: len(self.outbox))
         self.inbox = Inbox(self.loop.router, self.trouble, self.log, clock=clock, sleep=sleep,
-                           max_body_bytes=config.console.max_body_bytes)
+                           max_body_bytes=config.console.max_body_bytes,
+                           namespace=self.topo.namespace)
         self.outbox = Outbox(broker, self.outputs, self.trouble, self.log)
         self.durability = Durability(self.state, errors, self.log, options.checkpoint_every)
         self.ticks_run = 0
