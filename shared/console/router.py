@@ -52,7 +52,7 @@ from .envelope import (
     usable_cmd_id,
 )
 from .ledger import CommandLedger, command_fingerprint
-from .outcomes import Outcomes
+from .outcomes import Outcomes, trimmed_fingerprint
 from .results import ConsoleResult
 
 if TYPE_CHECKING:
@@ -78,11 +78,12 @@ class ConsoleRouter:
         self.registry = registry if registry is not None else default_registry()
         self.auth = Authenticator(config.console_auth)
         self.ledger = ledger if ledger is not None else CommandLedger(
-            config.console.cmd_id_window, telemetry.shard_id)
+            config.console.cmd_id_window, telemetry.shard_id,
+            config.console.stored_results_max_bytes)
         self.errors = errors if errors is not None else LastError()
         self.health = health if health is not None else self._own_health
         self._out = Outcomes(telemetry.shard_id, self.auth, self.ledger, self.errors,
-                             telemetry.clock)
+                             telemetry.clock, echo_max_bytes=config.console.echo_max_bytes)
 
     def _own_health(self) -> Health:
         """Health as far as a router alone can tell (no owner gave it a better view)."""
@@ -131,10 +132,12 @@ class ConsoleRouter:
         spec = self.registry.get(command.name)
         if spec is None:
             raise ValueError(f"cannot re-apply unknown command {command.name!r}")
-        identity = Identity(command.mode, command.issuer or ANONYMOUS, True)
-        self._execute(spec, command, identity, result.tick, self.telemetry.clock())
+        trimmed = trimmed_fingerprint(echo)
+        if trimmed is None:  # a trimmed echo is a command that changed nothing: skip its run
+            identity = Identity(command.mode, command.issuer or ANONYMOUS, True)
+            self._execute(spec, command, identity, result.tick, self.telemetry.clock())
         if not is_assigned_id(result.cmd_id):
-            self.ledger.remember(result.cmd_id, _fingerprint(command), result)
+            self.ledger.remember(result.cmd_id, trimmed or _fingerprint(command), result)
 
     def dispatch(self, command: ConsoleCommand) -> dict[str, Any]:
         """Run a trusted in-process command now (admin, no token) and record its result."""
@@ -247,8 +250,9 @@ class ConsoleRouter:
                 rollback(self.world, saved)
             return self._out.crashed(exc, command, spec.name, tick, received_at,
                                      identity=identity)
+        # Only what changes the world must be echoed in full: replays re-run it from the echo.
         return self._out.finish(command, identity, tick, received_at, body=body, error=error,
-                                applied=True)
+                                applied=True, full_echo=spec.needs_cmd_id)
 
 
 def _fingerprint(command: ConsoleCommand) -> str:
