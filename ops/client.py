@@ -18,7 +18,7 @@ from typing import Any
 
 from shared import wire
 from shared.broker.base import Broker, Message, QueueSpec
-from shared.topology import Topology, declare_common, validate_shard_id
+from shared.topology import Topology, declare_common, declare_inbox, validate_shard_id
 
 
 class ResultTimeout(TimeoutError):
@@ -60,7 +60,7 @@ class OperatorClient:
                         reply_to: str | None = None, correlation_id: str | None = None) -> None:
         validate_shard_id(shard_id)
         declare_common(self.broker, self.topo)
-        self.broker.declare_queue(self.topo.shard_queue_spec(shard_id))
+        declare_inbox(self.broker, self.topo, shard_id)
         cmd_id = str(payload["cmd_id"])
         self.broker.publish(self.topo.commands_exchange, shard_id, Message(
             body=wire.encode(payload), message_id=cmd_id, correlation_id=correlation_id or cmd_id,

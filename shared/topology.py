@@ -3,14 +3,20 @@
 Declaring is idempotent on both transports, so every process declares what it touches at
 start-up instead of relying on some other process having run first. Arguments must never
 change for an existing name: RabbitMQ refuses a redeclare with different arguments.
+
+Under least privilege (ops/rabbitmq/definitions.json) a broker user may not declare what it
+does not own (declaring needs the "configure" permission, which also allows deleting): the
+shared topology is then created by the definitions file, and a declaration the broker refuses
+(``AccessRefused``) is skipped here rather than failing the process.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.broker.base import Broker, ExchangeSpec, QueueSpec
+from shared.broker.base import AccessRefused, Broker, ExchangeSpec, QueueSpec
 
 _SHARD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -92,23 +98,37 @@ class Topology:
         )
 
 
+def _ensure(declare: Callable[[], object]) -> None:
+    """Declare, unless this broker user may not: then the definitions file owns it."""
+    try:
+        declare()
+    except AccessRefused:
+        pass
+
+
 def declare_common(broker: Broker, topo: Topology) -> None:
     """Declare what every process may publish to: commands and the dead-letter sink."""
-    broker.declare_exchange(topo.commands_exchange_spec())
-    broker.declare_exchange(topo.dead_exchange_spec())
-    broker.declare_queue(topo.dead_queue_spec())
+    _ensure(lambda: broker.declare_exchange(topo.commands_exchange_spec()))
+    _ensure(lambda: broker.declare_exchange(topo.dead_exchange_spec()))
+    _ensure(lambda: broker.declare_queue(topo.dead_queue_spec()))
 
 
 def declare_audit(broker: Broker, topo: Topology) -> None:
     """Declare the results exchange and the audit queue bound to it."""
     declare_common(broker, topo)
-    broker.declare_exchange(topo.results_exchange_spec())
-    broker.declare_queue(topo.audit_queue_spec())
+    _ensure(lambda: broker.declare_exchange(topo.results_exchange_spec()))
+    _ensure(lambda: broker.declare_queue(topo.audit_queue_spec()))
 
 
 def declare_shard(broker: Broker, topo: Topology, shard_id: str) -> None:
     """Declare everything a shard worker consumes from or publishes to."""
     validate_shard_id(shard_id)
     declare_audit(broker, topo)
-    broker.declare_exchange(topo.telemetry_exchange_spec())
-    broker.declare_queue(topo.shard_queue_spec(shard_id))
+    _ensure(lambda: broker.declare_exchange(topo.telemetry_exchange_spec()))
+    _ensure(lambda: broker.declare_queue(topo.shard_queue_spec(shard_id)))
+
+
+def declare_inbox(broker: Broker, topo: Topology, shard_id: str) -> None:
+    """Declare one shard's inbox (an operator does, before publishing to a shard that may not
+    have started yet), unless this user may not."""
+    _ensure(lambda: broker.declare_queue(topo.shard_queue_spec(shard_id)))
