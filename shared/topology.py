@@ -12,6 +12,7 @@ shared topology is then created by the definitions file, and a declaration the b
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,10 +101,8 @@ class Topology:
 
 def _ensure(declare: Callable[[], object]) -> None:
     """Declare, unless this broker user may not: then the definitions file owns it."""
-    try:
+    with contextlib.suppress(AccessRefused):
         declare()
-    except AccessRefused:
-        pass
 
 
 def declare_common(broker: Broker, topo: Topology) -> None:
