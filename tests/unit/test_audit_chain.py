@@ -154,3 +154,17 @@ def test_no_character_can_break_a_line(tmp_path: Path) -> None:
     assert len(text.splitlines()) == 1 == text.count("\n")
     assert json.loads(text.splitlines()[0])["args"] == [breakers]
     assert verify_log(path, None).ok
+
+
+def test_a_log_written_across_a_key_rotation_verifies_with_the_keyring(tmp_path: Path) -> None:
+    """ops/runbooks/rotate-keys.md: old lines stay verifiable while the old key is kept."""
+    new = parse_keyring("n" * 48 + "," + "k" * 48, "K")  # newest first, then RING's key
+    path = tmp_path / "commands.jsonl"
+    write(path, n=3)  # under the old key
+    with AuditLog(path, fsync=False, chain_key=new.current) as log:
+        log.append(ResultSigner(new.current.shard_key("s1")).sign(
+            {"v": 1, "shard_id": "s1", "cmd_id": "after", "applied": True}))
+        log.append(rec(9))  # a result still signed under the old key, during the rotation
+    assert verify_log(path, new).ok
+    problem = verify_log(path, parse_keyring("n" * 48, "K")).problem  # old key dropped
+    assert problem is not None and problem.line == 1 and "does not hold" in problem.message
