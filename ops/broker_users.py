@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.broker.semantics import queue_arguments
-from shared.config import env_secret
+from shared.config import environment_value
 from shared.topology import Topology, validate_shard_id
 
 FLEET_SHARDS = ("town-a", "town-b")  # docker-compose.yml's shards
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"fill in password hashes from {PASSWORD_ENV_PREFIX}<ROLE>")
     args = parser.parse_args(argv)
     shards = tuple(args.shard or FLEET_SHARDS)
-    password = (lambda role: env_secret(password_env(role))) if args.passwords else None
+    password = (lambda role: environment_value(password_env(role))) if args.passwords else None
     doc = definitions(shards, vhost=args.vhost, password=password)
     if args.passwords:
         missing = [u["name"] for u in doc["users"] if not u["password_hash"]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ops import trust_cli
-from shared.config import ConfigError, FleetConfig
+from shared.config import ConfigError, FleetConfig, environment_value
 
 app = typer.Typer(help="Townlet shards: run, operate and inspect deterministic town shards.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -157,7 +156,7 @@ def up(
     from ops.signals import install_stop_signals
     from shared.broker import AMQP_URL_ENV
 
-    url = broker or os.environ.get(AMQP_URL_ENV)
+    url = broker or environment_value(AMQP_URL_ENV)
     embedded = not url or _in_process_only(url)
     if not embedded:
         url = _broker_url(url)
@@ -241,7 +240,7 @@ def send(
         if not sep:
             raise _fail(f"--kw expects key=value, got {item!r}")
         kwargs[key] = _parse_value(value)
-    token = os.environ.get(token_env) if token_env else None
+    token = environment_value(token_env) if token_env else None
     payload = build_command(name, [_parse_value(a) for a in args or []], kwargs, mode=mode,
                             cmd_id=cmd_id, token=token)
     try:

@@ -1,6 +1,6 @@
 """The `townlet up --commands` file: one JSON command per line, checked before anything starts.
 
-A line is a command as PROTOCOL.md has it plus ``shard`` (the target shard id), e.g.
+A line is a command as docs/PROTOCOL.md has it plus ``shard`` (the target shard id), e.g.
 ``{"shard": "town-a", "name": "employment_status", "cmd_id": "demo-1"}``. The whole file is
 validated up front so a typo fails in one line instead of after the fleet has started (or,
 for an unknown shard, after waiting for a result that can never come).

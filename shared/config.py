@@ -50,6 +50,7 @@ __all__ = [
     "ConsoleAuthTokenConfig",
     "ConsoleConfig",
     "DEFAULT_AFFORDANCES",
+    "environment_value",
     "EconomyConfig",
     "EmploymentConfig",
     "FeaturesConfig",
@@ -64,7 +65,6 @@ __all__ = [
     "parse_config",
     "Position",
     "QueueFairnessConfig",
-    "env_secret",
     "resolve_token",
     "RewardsConfig",
     "SimulationConfig",
@@ -77,15 +77,17 @@ class ConfigError(Exception):
     """A user mistake in a config file: the message names the key path and the problem."""
 
 
+def environment_value(name: str) -> str | None:
+    """The process environment's value for ``name`` (unset or empty: None).
+
+    The one place settings are read from the environment (broker URLs, token variables), so
+    where configuration comes from is never a surprise."""
+    return os.environ.get(name) or None
+
+
 def resolve_token(entry: ConsoleAuthTokenConfig) -> str | None:
     """A configured console token, env-sourced ones read now (rotation needs no restart)."""
     return entry.resolve(os.environ)
-
-
-def env_secret(name: str) -> str | None:
-    """A secret from the process environment (the result key, a shard key), read when called
-    so a rotated value needs no code path of its own; None when unset or empty."""
-    return os.environ.get(name) or None
 
 
 def load_fleet(path: str | Path) -> FleetConfig:

@@ -20,9 +20,9 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 SECRET_KEYS = frozenset({"token", "auth", "password", "secret"})
 REDACTED = "***"
-# user[:password]@ right after an amqp(s) scheme; stops at the first '/' so a '@' in a
-# path or query cannot swallow the host.
-_AMQP_CREDENTIALS = re.compile(r"(?i)\b(amqps?://)[^@/\s]+@")
+# user[:password]@ right after any URL scheme (amqp://, amqps://, or a transport added later);
+# stops at the first '/' so a '@' in a path or query cannot swallow the host.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^@/\s]+@")
 # "password=hunter2", "token: abc" inside free text (stdlib log messages, exception texts).
 _INLINE_SECRET = re.compile(r"(?i)\b(token|auth|password|secret)(\s*[=:]\s*)[^\s,;&'\"]+")
 _PLAIN = (int, float, bool, type(None))
@@ -45,7 +45,7 @@ def scrub_text(text: str) -> str:
 
     ``amqp://user:pass@host/vh`` -> ``amqp://***@host/vh`` and ``password=x`` -> ``password=***``.
     """
-    text = _AMQP_CREDENTIALS.sub(rf"\g<1>{REDACTED}@", text)
+    text = _URL_CREDENTIALS.sub(rf"\g<1>{REDACTED}@", text)
     return _INLINE_SECRET.sub(rf"\g<1>\g<2>{REDACTED}", text)
 
 

@@ -1,4 +1,4 @@
-"""Every exchange and queue townlet uses, with the arguments PROTOCOL.md fixes for them.
+"""Every exchange and queue townlet uses, with the arguments docs/PROTOCOL.md fixes for them.
 
 Declaring is idempotent on both transports, so every process declares what it touches at
 start-up instead of relying on some other process having run first. Arguments must never

@@ -2,7 +2,7 @@
 
 ``encode`` produces canonical bytes: map keys are sorted, numpy values become plain Python
 values and tuples become lists, so the same logical message always has the same bytes
-(telemetry re-sent after a crash must be identical, see PROTOCOL.md guarantee 4).
+(telemetry re-sent after a crash must be identical, see docs/PROTOCOL.md guarantee 4).
 ``decode`` treats its input as hostile: size is checked before unpacking, container lengths
 are bounded by the body size, and anything but a map with string keys is a ``WireError``
 (unless the caller checks keys itself: the shard's console answers a command with a bad key
@@ -24,7 +24,11 @@ MAX_DEPTH = 64
 
 
 class WireError(ValueError):
-    """A body that cannot be encoded or decoded; ``code`` is the console error code."""
+    """A body that cannot be encoded or decoded.
+
+    ``code`` says whose fault it is: ``bad_request`` (someone sent us garbage: the console
+    answers with that error code) or ``unencodable`` (a value of ours has no wire form: a bug).
+    """
 
     def __init__(self, message: str, code: str = "bad_request") -> None:
         super().__init__(message)

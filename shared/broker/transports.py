@@ -11,7 +11,6 @@ RabbitMQ) is loaded only by processes that open such a URL; embedded runs never 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from shared.broker.base import Broker
 from shared.broker.memory import MemoryBroker, MemoryHub
 from shared.broker.redaction import redact_url
+from shared.config import environment_value
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 AMQP_URL_ENV = "TOWNLET_AMQP_URL"
@@ -94,7 +94,7 @@ def _one_of(items: list[str]) -> str:
 
 def default_amqp_url() -> str:
     """The broker URL from ``TOWNLET_AMQP_URL``, or the local default (read when called)."""
-    return os.environ.get(AMQP_URL_ENV) or DEFAULT_AMQP_URL
+    return environment_value(AMQP_URL_ENV) or DEFAULT_AMQP_URL
 
 
 def open_broker(url: str, *, hub: MemoryHub | None = None, **kw: Any) -> Broker:

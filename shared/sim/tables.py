@@ -180,7 +180,11 @@ class AgentTable:
         size = int(meta["size"])
         table = cls(capacity=max(16, size), columns=columns)
         for name in table.layout:
-            table.cols[name][:size] = arrays[f"agent.{name}"]
+            # A column added since the export was written keeps its fill value (the docs/
+            # ARCHITECTURE.md promise: an old checkpoint still restores after a new system).
+            stored = arrays.get(f"agent.{name}")
+            if stored is not None:
+                table.cols[name][:size] = stored
         table.size = size
         table.ids[:size] = list(meta["ids"])
         table.origins[:size] = list(meta["origins"])

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from shared.config import env_secret
+from shared.config import environment_value
 from shared.trust.keys import Keyring, parse_keyring, parse_shard_token
 from shared.trust.signing import ResultSigner
 
@@ -24,13 +24,13 @@ UNVERIFIED_WARNING = (f"results are NOT verified: {RESULT_KEY_ENV} is not set (f
 
 def keyring_from_env(var: str = RESULT_KEY_ENV) -> Keyring | None:
     """The fleet keys in ``var``, or None when it is unset; TrustKeyError when unusable."""
-    text = env_secret(var)
+    text = environment_value(var)
     return None if text is None else parse_keyring(text, var)
 
 
 def shard_signer(shard_id: str) -> ResultSigner | None:
     """The signer of one shard's results, or None when no key is configured."""
-    token = env_secret(SHARD_KEY_ENV)
+    token = environment_value(SHARD_KEY_ENV)
     if token is not None:
         return ResultSigner(parse_shard_token(token, shard_id, SHARD_KEY_ENV))
     keyring = keyring_from_env()

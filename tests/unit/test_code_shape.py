@@ -97,3 +97,33 @@ def test_no_production_file_or_function_is_too_long() -> None:
                         too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
                                         f"{length} lines")
     assert too_long == []
+
+
+def _reads_environment(node: ast.AST) -> bool:
+    """``os.getenv(...)``, ``os.environ.get(...)`` or ``os.environ[...]`` (a read, not a copy)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        func = node.func
+        if func.attr == "getenv":
+            return True
+        return func.attr == "get" and isinstance(func.value, ast.Attribute) \
+            and func.value.attr == "environ"
+    return isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) \
+        and isinstance(node.value, ast.Attribute) and node.value.attr == "environ"
+
+
+def test_settings_are_read_from_the_environment_in_shared_config_only() -> None:
+    readers = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "shared" / "config.py":
+                continue
+            tree = ast.parse(path.read_text())
+            readers += [f"{path.relative_to(ROOT)}:{node.lineno}" for node in ast.walk(tree)
+                        if _reads_environment(node)]
+    assert readers == []
+
+
+def test_the_shard_worker_stays_orchestration() -> None:
+    """docs/ARCHITECTURE.md: worker.py only calls down into inbox, outbox and durability."""
+    lines = (ROOT / "workers" / "shard" / "worker.py").read_text().count("\n")
+    assert lines <= 250, f"workers/shard/worker.py has {lines} lines: move a concern out"

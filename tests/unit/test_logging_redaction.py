@@ -105,6 +105,7 @@ def test_redact_secrets_processor_directly() -> None:
     ("raw", "clean"),
     [
         ("amqp://u:p@h/", "amqp://***@h/"),
+        ("toy+tls://u:p@h:1/v", "toy+tls://***@h:1/v"),  # any scheme, not only amqp
         ("AMQPS://user@h:5671", "AMQPS://***@h:5671"),
         ("amqp://h/vhost?x=a@b", "amqp://h/vhost?x=a@b"),  # no credentials: untouched
         ("password=abc, next", "password=***, next"),

@@ -83,3 +83,23 @@ def test_chronic_absentee_is_enqueued_after_three_absences_and_exits_under_the_c
     slot = world.require_agent("alice#1")
     assert world.agents.wallet[slot] == 0.0
     assert world.agents.absences[slot].sum() == 0
+
+
+@pytest.mark.parametrize("slack", [3, 5])
+def test_an_agent_off_the_job_tile_for_more_than_the_slack_walks_out_absent(slack: int) -> None:
+    """docs/SIMULATION.md, "Jobs and shifts": off the tile for *more than* absence_slack ticks in
+    a row after arriving makes an agent absent: slack ticks away are forgiven, one more is not."""
+    from shared.sim import ops
+
+    cfg = tiny_config(employment={"absence_slack": slack})
+    world = World(cfg)
+    run(world, 120)  # alice is on the job tile (5, 5), on time
+    slot = world.require_agent("alice")
+    assert world.agents.arrived[slot] and world.agents.shift_state[slot] == 2  # ON_TIME
+    ops.teleport(world, "alice", (5, 11), world.tick)  # 6 tiles away: 6 ticks to walk back
+    events = run(world, 140)
+    absent = of_type(events, ShiftAbsent)
+    if slack >= 6:
+        assert not absent
+    else:
+        assert [e.tick for e in absent] == [120 + slack + 1]

@@ -7,6 +7,8 @@ that is none of these has been added without persistence, and the first test fai
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -34,13 +36,26 @@ from shared.sim.world import World
 from shared.snapshot import decode_snapshot, encode_snapshot
 
 WIRING = {"systems", "schedule"}  # the scheduler's systems: code, not state
+BUSY_TICKS = 1_700  # past the day's end at 1440 and into the next day's first shift
+# Table attributes that are caches or indexes derived from what is exported (and the table's
+# layout, which comes from the systems): everything else a table holds must be exported.
+AGENT_TABLE_DERIVED = {"layout", "capacity", "version", "ids_cache", "_live_key", "_live",
+                       "slot_of"}
+OBJECT_TABLE_DERIVED = {"slot_of", "active"}
 
 
 def busy_world() -> World:
-    """A town in which every world-level value and the employment queue are off their defaults."""
+    """A fresh copy of the busy town (built once: it runs for over a day)."""
+    return copy.deepcopy(_busy_world())
+
+
+@functools.cache
+def _busy_world() -> World:
+    """A town in which every world-level value and the employment queue are off their defaults,
+    run past a day's end so the nightly reset and a second day's shifts have touched the state."""
     cfg = generate_town(24, seed=5)
     world = World(cfg)
-    for tick in range(1, 301):
+    for tick in range(1, BUSY_TICKS + 1):
         if tick == 10:
             ops.spawn(world, "newcomer", (1, 1))
         if tick == 20:
@@ -50,8 +65,8 @@ def busy_world() -> World:
             ops.set_price(world, "meal_cost", 0.55)
         if tick == 100:
             world.employment.approve(world, "agent_4")
-        if tick == 299:
-            ops.set_need(world, "agent_5", "hunger", 0.0)  # its respawn is still due at 300
+        if tick == BUSY_TICKS - 1:
+            ops.set_need(world, "agent_5", "hunger", 0.0)  # its respawn is still due at the end
         world.step(tick)
     world.employment.enqueue_exit(world, "agent_6", world.tick)
     world.employment.enqueue_exit(world, "agent_7", world.tick)
@@ -70,9 +85,35 @@ def test_every_attribute_of_the_state_is_exported_or_rebuilt_from_the_config() -
     _arrays, meta = export_state(world)
     stored = set(vars(world)) - rebuilt_from_config(world) - {"parts"}
     assert stored == set(meta) - set(world.parts), "an attribute is neither exported nor rebuilt"
-    assert set(world.parts) == {"employment"} and set(world.parts) <= set(meta)
+    with_state = {s.name for s in world.systems if s.create_state(world.config) is not None}
+    assert set(world.parts) == with_state and set(world.parts) <= set(meta)
     for name, part in world.parts.items():  # a part exports every attribute but its config
         assert set(vars(part)) - {"cfg"} == set(part.export()), name
+
+
+def test_every_attribute_of_the_tables_is_exported_or_derived() -> None:
+    world = busy_world()
+    agents, objects = world.agents, world.objects
+    agent_meta = agents.export()[1]
+    held = set(vars(agents)) - AGENT_TABLE_DERIVED - set(agents.layout)  # columns: in ``cols``
+    assert held == {"cols"} | set(agent_meta), "an agent-table attribute is not exported"
+    assert all(getattr(agents, name) is col for name, col in agents.cols.items())
+    arrays, object_meta = objects.export()
+    held = set(vars(objects)) - OBJECT_TABLE_DERIVED
+    assert held == {key.removeprefix("object.") for key in arrays} | set(object_meta), \
+        "an object-table attribute is not exported"
+
+
+def test_what_the_config_fixes_is_not_changed_by_running() -> None:
+    """Catalog values are rebuilt from the config on restore, so no tick may change them."""
+    world = busy_world()
+    fresh = Catalog(world.config)
+    for name, value in vars(fresh).items():
+        now = getattr(world, name)
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(now, value, err_msg=name)
+        else:
+            assert now == value, f"the catalog value {name} changed while the town ran"
 
 
 def test_the_busy_world_moves_every_scalar_off_its_default() -> None:
@@ -119,13 +160,14 @@ def test_rollback_restores_in_place_for_every_holder() -> None:
     holder, queue = world, world.employment
     saved, before = save_state(world), state_hash(world)
     ops.perturb(world, "restore")
-    ops.kill(world, "agent_8", world.tick)
+    victim = world.agent_id(int(world.agents.live_slots()[-1]))
+    ops.kill(world, victim, world.tick)
     for tick in range(world.tick + 1, world.tick + 60):
         world.step(tick)
     assert state_hash(world) != before
     rollback(world, saved)
     assert holder is world and world.employment is queue  # the same objects, restored
-    assert state_hash(world) == before and not world.power_on and "agent_8" in world.agents.slot_of
+    assert state_hash(world) == before and not world.power_on and victim in world.agents.slot_of
     twin = restore_world(world.config, *save_state(world))
     for tick in range(world.tick + 1, world.tick + 200):
         world.step(tick)
@@ -144,9 +186,10 @@ def test_adopt_state_puts_another_world_into_this_one() -> None:
 def test_a_value_missing_from_an_old_export_gets_its_default() -> None:
     world = busy_world()
     arrays, meta = save_state(world)
-    del meta["next_job"], meta["social_events"]
+    del meta["next_job"], meta["social_events"], arrays["agent.counters"]
     restore_in_place(world, arrays, meta)
     assert world.next_job == 0 and world.social_events == []
+    assert (world.agents.counters == 0).all()  # a column the old export lacks: its fill value
 
 
 # -- a new system brings its own state and columns, persistence is not edited ---------------
