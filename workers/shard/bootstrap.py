@@ -28,9 +28,9 @@ def run_shard(shard_id: str, config_path: Path, broker_url: str, state_dir: Path
              state_dir=str(state_dir), signed=signer is not None,
              kid=signer.kid if signer is not None else None)
     options = WorkerOptions(shard_id=shard_id, state_dir=state_dir, tick_rate_hz=tick_rate_hz,
-                            max_ticks=max_ticks, checkpoint_every=checkpoint_every)
+                            max_ticks=max_ticks, checkpoint_every=checkpoint_every,
+                            signer=signer, user_id=url_user(broker_url))
     try:
-        ShardWorker(config, broker, options, signer=signer,
-                    user_id=url_user(broker_url)).run(stop)
+        ShardWorker(config, broker, options).run(stop)
     finally:
         broker.close()

@@ -20,7 +20,7 @@ from shared.trust.signing import ResultSigner
 
 
 class Outputs:
-    def __init__(self, broker: Broker, topo: Topology, shard_id: str, *,
+    def __init__(self, broker: Broker, topo: Topology, shard_id: str,
                  signer: ResultSigner | None = None, user_id: str | None = None) -> None:
         self.broker = broker
         self.topo = topo

@@ -31,7 +31,6 @@ from shared.logging import get_logger
 from shared.loop import SimulationLoop
 from shared.telemetry import Health
 from shared.topology import Topology, declare_shard
-from shared.trust.signing import ResultSigner
 from workers.shard.durability import Durability
 from workers.shard.inbox import Inbox
 from workers.shard.options import WorkerOptions
@@ -53,10 +52,7 @@ class StopRequested(Exception):
 class ShardWorker:
     def __init__(self, config: SimulationConfig, broker: Broker, options: WorkerOptions, *,
                  topo: Topology | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
-                 signer: ResultSigner | None = None, user_id: str | None = None) -> None:
-        """``signer`` signs every result (docs/PROTOCOL.md, "Signatures"); ``user_id`` is the
-        broker user every publish names (RabbitMQ checks it)."""
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
         self.broker = broker
         self.opts = options
@@ -71,8 +67,7 @@ class ShardWorker:
         if options.tick_rate_hz is not None:
             self.loop.set_tick_rate(options.tick_rate_hz)
         errors = self.loop.errors
-        self.outputs = Outputs(broker, self.topo, options.shard_id, signer=signer,
-                               user_id=user_id)
+        self.outputs = Outputs(broker, self.topo, options.shard_id, options.signer, options.user_id)
         self.trouble = BrokerTrouble(errors, self.log, clock, unsent=lambda: len(self.outbox))
         self.inbox = Inbox(self.loop.router, self.trouble, self.log, clock=clock, sleep=sleep,
                            max_body_bytes=config.console.max_body_bytes,
