@@ -168,14 +168,26 @@ def test_hole6_issuer_ids_correlation_reply_to_and_nesting(
          correlation_id=f"x{VIEWER_TOKEN}")
     corr = answers(results, a, f"corr-{tag}")[0]
     assert corr.data["error"]["code"] == "invalid_args" and corr.correlation_id is None
-    # a reply_to in the project's namespace is refused: b never answers a's command
-    for target in (TOPO.shard_queue(b), TOPO.audit_queue):
+    # a reply_to in the project's namespace is refused: b never answers a's command; so is a
+    # (forged) direct reply-to, which would make RabbitMQ drop the shard's connection over and
+    # over (a redelivery loop found with aio-pika)
+    forged = "amq.rabbitmq.reply-to.g1hkABFyYWJiaXRAbG9jYWxob3N0AAAAAAAAAAA=.x"
+    for target in (TOPO.shard_queue(b), TOPO.audit_queue, forged):
         cmd_id = f"rt-{tag}-{target}"
         send(secure, a, {"v": 1, "cmd_id": cmd_id, "name": "help"}, reply_to=target)
         assert answers(results, a, cmd_id)[0].data["error"]["code"] == "usage"
     time.sleep(1.0)
     assert not [i for i in results.items() if isinstance(i.data, dict)
                 and i.data.get("shard_id") == b and str(i.data.get("cmd_id")).startswith("rt-")]
+    answered = [i for i in results.items() if isinstance(i.data, dict)
+                and i.data.get("cmd_id") == f"rt-{tag}-{forged}"]
+    assert len(answered) == 1  # answered once: no connection loss, no redelivery loop
+    # a shard user may publish through the default exchange (its replies go that way), so it
+    # could put a command straight into another shard's inbox: refused, not run
+    channel = secure.channel(f"shard-{b}")
+    channel.basic_publish("", TOPO.shard_queue(a), pack(
+        {"v": 1, "cmd_id": f"inject-{tag}", "name": "help"}))
+    assert answers(results, a, f"inject-{tag}")[0].data["error"]["code"] == "usage"
     # deep nesting with a readable cmd_id is answered
     deep: Any = "leaf"
     for _ in range(70):

@@ -25,6 +25,7 @@ from shared.broker.base import Broker, BrokerError, Delivery
 from shared.console.envelope import ErrorCode, recover_name
 from shared.console.results import ConsoleResult
 from shared.console.router import ConsoleRouter
+from shared.topology import Topology
 from workers.shard.intake import Intake, check_reply, scrubbed
 from workers.shard.records import Reply
 from workers.shard.trouble import BrokerTrouble
@@ -55,14 +56,14 @@ class Batch:
 class Inbox:
     def __init__(self, router: ConsoleRouter, trouble: BrokerTrouble, log: Any, *,
                  max_body_bytes: int, clock: Callable[[], float],
-                 sleep: Callable[[float], None], namespace: str = "townlet.") -> None:
+                 sleep: Callable[[float], None], topo: Topology | None = None) -> None:
         self.router = router
         self.trouble = trouble
         self.log = log
         self.max_body_bytes = max_body_bytes
         self.clock = clock
         self.sleep = sleep
-        self.namespace = namespace  # reply_to may never name one of these queues
+        self.topo = topo or Topology()  # its namespace and commands exchange (intake.py)
         # (delivery, received, body, intake)
         self._pending: deque[tuple[Delivery, float, Any, Intake]] = deque()
         self.depth = 0  # waiting deliveries as of the last receive (health: queue_depth)
@@ -101,7 +102,8 @@ class Inbox:
                                     string_keys=False)
         except wire.WireError as exc:
             body = exc
-        intake = check_reply(delivery, self.router.auth.secrets(), self.namespace)
+        intake = check_reply(delivery, self.router.auth.secrets(), self.topo.namespace,
+                             self.topo.commands_exchange)
         cmd_id = body.get("cmd_id") if isinstance(body, dict) else None
         if room <= 0 or intake.refusal is not None or not isinstance(cmd_id, str) \
                 or cmd_id not in self.router.ledger:

@@ -4,11 +4,17 @@ docs/PROTOCOL.md, "Bad input", and docs/THREAT_MODEL.md:
 
 * ``reply_to`` is where the shard publishes a copy of the answer (through the default
   exchange), so it is refused when it names a queue of the project's own namespace
-  (``townlet.``): another shard's inbox, the audit queue, the dead-letter queue. Clients reply
-  to private queues (server-named ``amq.gen-...`` ones, as ``townlet send`` does). At most
-  ``MAX_REPLY_TO`` characters (AMQP's short-string limit).
+  (``townlet.``): another shard's inbox, the audit queue, the dead-letter queue. Also refused:
+  RabbitMQ's direct reply-to pseudo-queues (``amq.rabbitmq.``): a forged one makes the broker
+  close the shard's connection, so the command is redelivered and answered again, up to its
+  delivery limit, stalling the shard for everyone (found attacking it with aio-pika). Clients
+  reply to private queues (server-named ``amq.gen-...`` ones, as ``townlet send`` does). At
+  most ``MAX_REPLY_TO`` characters (AMQP's short-string limit).
 * ``correlation_id`` is published with the result on the results fanout, so it is refused when
   it is longer than ``MAX_CORRELATION_ID`` or holds a configured console token.
+* A command must arrive through the commands exchange: one put straight into the inbox
+  through the default exchange (which any user allowed to send replies may do, shards
+  included) is refused, so a shard's broker login cannot feed another shard commands.
 * A refused delivery is answered with a ``usage`` / ``invalid_args`` refusal on the results
   exchange only: no reply is sent, and a refused correlation_id is not repeated.
 * A dead letter the shard publishes itself holds the body (cut to ``max_bytes``), headers and
@@ -27,6 +33,7 @@ from workers.shard.records import Reply
 MAX_REPLY_TO = 255
 MAX_CORRELATION_ID = 128
 MAX_DEAD_HEADER_CHARS = 4096
+BROKER_PSEUDO_QUEUES = "amq.rabbitmq."  # direct reply-to: see the module docstring
 REDACTED = b"***"
 
 
@@ -38,19 +45,25 @@ class Intake:
     refusal: ConsoleError | None = None
 
 
-def check_reply(delivery: Delivery, secrets: list[str], namespace: str) -> Intake:
-    """Check ``reply_to`` and ``correlation_id`` (see the module docstring)."""
+def check_reply(delivery: Delivery, secrets: list[str], namespace: str,
+                commands_exchange: str | None = None) -> Intake:
+    """Check the route, ``reply_to`` and ``correlation_id`` (see the module docstring)."""
     reply_to, correlation = delivery.reply_to or None, delivery.correlation_id or None
     refusal: ConsoleError | None = None
+    if commands_exchange is not None and delivery.exchange != commands_exchange:
+        refusal = ConsoleError(ErrorCode.USAGE, f"commands are published to the "
+                               f"{commands_exchange} exchange, not straight into an inbox")
     if correlation is not None and (len(correlation) > MAX_CORRELATION_ID
                                     or any(secret in correlation for secret in secrets)):
         correlation, refusal = None, ConsoleError(
             ErrorCode.INVALID_ARGS, f"correlation_id must be at most {MAX_CORRELATION_ID} "
             "characters and never hold a console token (send it in auth.token only)")
-    if reply_to is not None and (len(reply_to) > MAX_REPLY_TO or reply_to.startswith(namespace)):
+    if reply_to is not None and (len(reply_to) > MAX_REPLY_TO
+                                 or reply_to.startswith((namespace, BROKER_PSEUDO_QUEUES))):
         reply_to, refusal = None, ConsoleError(
             ErrorCode.USAGE, f"reply_to must name a private queue of at most {MAX_REPLY_TO} "
-            f"characters, never one of the {namespace}* queues (use a server-named queue)")
+            f"characters, never one of the {namespace}* queues nor direct reply-to (use a "
+            "server-named queue)")
     return Intake((None, None) if refusal else (reply_to, correlation), refusal)
 
 

@@ -71,7 +71,7 @@ class ShardWorker:
         self.trouble = BrokerTrouble(errors, self.log, clock, unsent=lambda: len(self.outbox))
         self.inbox = Inbox(self.loop.router, self.trouble, self.log, clock=clock, sleep=sleep,
                            max_body_bytes=config.console.max_body_bytes,
-                           namespace=self.topo.namespace)
+                           topo=self.topo)
         self.outbox = Outbox(broker, self.outputs, self.trouble, self.log)
         self.durability = Durability(self.state, errors, self.log, options.checkpoint_every)
         self.ticks_run = 0
