@@ -51,9 +51,23 @@ def _refuse(obj: Any) -> Any:
 def canonical(record: Mapping[str, Any], *, without: frozenset[str] = frozenset()) -> bytes:
     """The canonical bytes of ``record`` minus its top-level keys in ``without``."""
     body = {k: v for k, v in record.items() if k not in without}
+    # Fast path (every result a shard signs): nothing to scrub shows in the text, so scrubbing
+    # would change nothing and the walk is skipped. Anything else takes the full path.
     try:
-        text = json.dumps(scrub(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                          default=_refuse)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise NotCanonical(f"record cannot be made canonical: {exc}") from None
+        text = _dumps(body)
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is None or any(name in text.lower() for name in _SCRUBBED_KEY_TEXT):
+        try:
+            text = _dumps(scrub(body))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise NotCanonical(f"record cannot be made canonical: {exc}") from None
     return text.encode("ascii")
+
+
+_SCRUBBED_KEY_TEXT = tuple(f'"{key}":' for key in SCRUB_KEYS)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      default=_refuse)

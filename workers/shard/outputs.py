@@ -27,6 +27,7 @@ class Outputs:
         self.shard_id = shard_id
         self.signer = signer
         self.user_id = user_id
+        self._last: tuple[ConsoleResult, dict[str, Any]] | None = None
 
     def result(self, result: ConsoleResult, correlation_id: str | None = None) -> None:
         self.broker.publish(self.topo.results_exchange, "", self._message(result, correlation_id))
@@ -45,9 +46,15 @@ class Outputs:
                        user_id=self.user_id)
 
     def signed_body(self, result: ConsoleResult) -> dict[str, Any]:
-        """The result's wire form with its signature (unsigned when no key is configured)."""
+        """The result's wire form with its signature (unsigned when no key is configured).
+        A result and its reply are published one after the other: signed once for both."""
+        if self._last is not None and self._last[0] is result:
+            return self._last[1]
         body = result.to_wire()
-        return self.signer.sign(body) if self.signer is not None else body
+        if self.signer is not None:
+            body = self.signer.sign(body)
+        self._last = (result, body)
+        return body
 
     def telemetry(self, body: dict[str, Any]) -> None:
         message = Message(body=wire.encode({"v": wire.PROTOCOL_VERSION, **body}),
