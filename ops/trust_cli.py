@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shared.trust.env import RESULT_KEY_ENV
+from shared.topology import validate_shard_id
+from shared.trust.env import RESULT_KEY_ENV, keyring_from_env
+from shared.trust.keys import TrustKeyError
 
 if TYPE_CHECKING:  # the CLI imports this module at start: keep the simulation out of it
     from ops.replay import AuditRead
     from shared.console.results import ConsoleResult
 
-__all__ = ["RESULT_KEY_ENV", "KeyEnvOpt", "shard_key", "verified_results", "verify"]
+__all__ = ["RESULT_KEY_ENV", "KeyEnvOpt", "shard_key", "shard_key_token", "verified_results",
+           "verify"]
 
 AUDIT_LOG = Path("logs/console/commands.jsonl")
 KeyEnvOpt = Annotated[str, typer.Option(
@@ -49,12 +52,20 @@ def shard_key(
     key_env: KeyEnvOpt = RESULT_KEY_ENV,
 ) -> None:
     """Print one shard's signing key (its TOWNLET_SHARD_KEY), derived from the fleet key."""
-    from ops.keys import shard_key_token
-
     try:
         typer.echo(shard_key_token(shard_id, key_env))
     except ValueError as exc:
         raise _fail(str(exc)) from None
+
+
+def shard_key_token(shard_id: str, key_env: str) -> str:
+    """The ``TOWNLET_SHARD_KEY`` of ``shard_id`` under the current key in ``key_env``: a shard
+    handed only this signs its own results and nobody else's (docs/THREAT_MODEL.md)."""
+    validate_shard_id(shard_id)
+    keyring = keyring_from_env(key_env)
+    if keyring is None:
+        raise TrustKeyError(f"{key_env} is not set: it must hold the fleet key")
+    return keyring.current.shard_key(shard_id).token()
 
 
 def verified_results(read: AuditRead, key_env: str, keyed: bool, *,
