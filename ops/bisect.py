@@ -14,21 +14,28 @@ from typing import Any
 
 import typer
 
-from ops.replay import ReplayInputError, audit_results, rebuild, telemetry_hashes
+from ops.replay import ReplayInputError, read_audit, rebuild, telemetry_hashes
+from ops.trust_cli import verified_results
 from ops.vocabulary import CliError, Exit
 from shared.config import ConfigError, load_config
 from shared.console.results import ConsoleResult
 
 
 def _inputs(config: Path, shard_id: str, audit_log: Path, telemetry: Path | None,
+            key_env: str, writing: bool,
             ) -> tuple[Any, list[ConsoleResult], dict[int, str] | None]:
+    from ops.verify import load_keyring
+
     try:
         cfg = load_config(config)
+        keyring = load_keyring(key_env)
         # Read both inputs before the (long) replay: a typo fails at once, not minutes later.
-        results = audit_results(audit_log, shard_id)
+        read = read_audit(audit_log, shard_id, keyring)
         live = None if telemetry is None else telemetry_hashes(telemetry, shard_id)
-    except (ConfigError, ReplayInputError) as exc:
+    except (ConfigError, ReplayInputError, ValueError) as exc:
         raise CliError(str(exc)) from None
+    # Verified lines only (docs/THREAT_MODEL.md): a forged line never becomes history.
+    results = verified_results(read, key_env, keyring is not None, writing=writing)
     return cfg, results, live
 
 
@@ -41,12 +48,13 @@ def _first_difference(live: dict[int, str], hashes: dict[int, str]) -> dict[str,
 
 def run_replay(config: Path, shard_id: str, ticks: int | None, audit_log: Path,
                telemetry: Path | None, *, bisect: bool, write_state: Path | None,
-               as_json: bool) -> int:
+               as_json: bool, key_env: str) -> int:
     """Replay (and check, and write); returns the exit code."""
     if bisect and telemetry is None:
         raise CliError("--bisect needs --telemetry FILE (capture it with `townlet tail "
                        "--shard S --save FILE`)", Exit.USAGE)
-    cfg, results, live = _inputs(config, shard_id, audit_log, telemetry)
+    cfg, results, live = _inputs(config, shard_id, audit_log, telemetry, key_env,
+                                 writing=write_state is not None)
     if ticks is None:
         if not live:
             raise CliError("give --ticks (or --telemetry with at least one tick)", Exit.USAGE)

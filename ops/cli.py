@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ops import cli_processes
+from ops import cli_processes, trust_cli
 from ops.vocabulary import (
     AUDIT_LOG,
     CONSOLE_TOKEN_ENV,
@@ -194,7 +194,9 @@ def replay(
              "(exit 1), or say all match (exit 0)")] = False,
     write_state: Annotated[Path | None, typer.Option(
         help="Also write the rebuilt shard as a state dir a worker resumes from (must not "
-             "hold a checkpoint or journal yet); refused if telemetry disagrees")] = None,
+             "hold a checkpoint or journal yet); refused if telemetry disagrees or a line "
+             "fails verification")] = None,
+    key_env: trust_cli.KeyEnvOpt = trust_cli.RESULT_KEY_ENV,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild a shard from its config and audit log; verify hashes against telemetry."""
@@ -202,10 +204,14 @@ def replay(
 
     try:
         code = run_replay(config, shard_id, ticks, audit_log, telemetry, bisect=bisect,
-                          write_state=write_state, as_json=as_json)
+                          write_state=write_state, as_json=as_json, key_env=key_env)
     except CliError as exc:
         die(exc)
     raise typer.Exit(code)
+
+
+app.command()(trust_cli.verify)
+app.command("shard-key")(trust_cli.shard_key)
 
 
 @app.command("dry-run")

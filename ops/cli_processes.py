@@ -126,6 +126,8 @@ def audit(
         run_audit(url, audit_log, stop, metrics_port=metrics_port)
     except (OSError, AuditLogLocked) as exc:  # another consumer writes it, or unwritable
         raise fail(str(exc)) from None
+    except ValueError as exc:  # an unusable TOWNLET_RESULT_KEY: refuse to log unverified
+        raise fail(str(exc)) from None
 
 
 def up(

@@ -1,14 +1,18 @@
 """The operator's side of the wire: send commands and wait for results, tail telemetry.
 
-Replies come back through a private, non-durable reply queue (PROTOCOL: ``reply_to`` and
-``correlation_id`` are honoured). Commands are published ``mandatory`` and the client never
-declares a shard's inbox: a command for a shard that has no queue (a typo, a shard that never
-ran) is returned at once (``Unroutable``) instead of creating a durable queue that keeps it
-forever. ``townlet up`` declares the inboxes of its own fleet first (``declare_inboxes``).
+Replies come back through a private reply queue (PROTOCOL: ``reply_to`` and ``correlation_id``
+are honoured): exclusive and named by the broker (``amq.gen-...``), because shards refuse a
+``reply_to`` in the project's own namespace (docs/PROTOCOL.md, "Bad input") and a read-only
+broker user may create only such queues (ops/rabbitmq/definitions.json). Commands are published
+``mandatory`` and the client never declares a shard's inbox: a command for a shard that has no
+queue (a typo, a shard that never ran) is returned at once (``Unroutable``) instead of creating
+a durable queue that keeps it forever. ``townlet up`` declares the inboxes of its own fleet
+first (``declare_inboxes``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -16,14 +20,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from shared import wire
-from shared.broker.base import Broker, Message, QueueSpec, Unroutable
+from shared.broker.base import AccessRefused, Broker, Message, QueueSpec, Unroutable
 from shared.topology import Topology, declare_shard, validate_shard_id
-
-PRIVATE_QUEUE_TTL_MS = 60_000  # an abandoned reply/tail queue disappears after a minute
 
 
 class ResultTimeout(TimeoutError):
     """No result arrived in time (the command is still queued and will be applied)."""
+
+
+def private_queue_spec(bindings: tuple[tuple[str, str], ...] = ()) -> QueueSpec:
+    """An exclusive, broker-named queue (docstring above)."""
+    return QueueSpec("", durable=False, exclusive=True, bindings=bindings)
 
 
 def new_cmd_id() -> str:
@@ -48,12 +55,9 @@ class OperatorClient:
         self.broker = broker
         self.topo = topo or Topology()
 
-    def _private_queue(self, purpose: str,
-                       bindings: tuple[tuple[str, str], ...] = ()) -> str:
-        name = f"townlet.{purpose}.{uuid.uuid4().hex[:12]}"
-        self.broker.declare_queue(QueueSpec(name, durable=False, bindings=bindings,
-                                            expires_ms=PRIVATE_QUEUE_TTL_MS))
-        return name
+    def _private_queue(self, bindings: tuple[tuple[str, str], ...] = ()) -> str:
+        """A queue only this connection can read, deleted with it (so never abandoned)."""
+        return self.broker.declare_queue(private_queue_spec(bindings))
 
     def declare_inboxes(self, shard_ids: list[str]) -> None:
         """Declare these shards' inboxes (only for shards this caller runs: `townlet up`)."""
@@ -63,7 +67,10 @@ class OperatorClient:
     def publish_command(self, shard_id: str, payload: dict[str, Any],
                         reply_to: str | None = None, correlation_id: str | None = None) -> None:
         validate_shard_id(shard_id)
-        self.broker.declare_exchange(self.topo.commands_exchange_spec())
+        # An operator may lack the configure permission (ops/rabbitmq/definitions.json): the
+        # exchange then exists already, declared by the shards.
+        with contextlib.suppress(AccessRefused):
+            self.broker.declare_exchange(self.topo.commands_exchange_spec())
         cmd_id = str(payload["cmd_id"])
         try:
             self.broker.publish(self.topo.commands_exchange, shard_id, Message(
@@ -80,7 +87,7 @@ class OperatorClient:
         if not wait:
             self.publish_command(shard_id, payload)
             return None
-        queue = self._private_queue("reply")
+        queue = self._private_queue()
         try:
             self.broker.consume(queue, prefetch=10)
             self.publish_command(shard_id, payload, reply_to=queue)
@@ -100,7 +107,7 @@ class OperatorClient:
         when none has come for ``idle_timeout`` seconds, or when ``cancel`` is set; a missing
         index got no result.
         """
-        queue = self._private_queue("reply")
+        queue = self._private_queue()
         results: dict[int, dict[str, Any]] = {}
         try:
             self.broker.consume(queue, prefetch=200)
@@ -135,7 +142,7 @@ class OperatorClient:
     def stream(self, exchange: str, *, seconds: float | None = None,
                count: int | None = None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Yield (headers, body) from a fanout exchange until ``count`` or ``seconds``."""
-        queue = self._private_queue("tail", bindings=((exchange, ""),))
+        queue = self._private_queue(bindings=((exchange, ""),))
         seen = 0
         deadline = None if seconds is None else time.monotonic() + seconds
         try:

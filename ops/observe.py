@@ -8,16 +8,15 @@ a shard that died (its inbox exists, nobody consumes it) from one that never exi
 
 from __future__ import annotations
 
+import contextlib
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ops.client import private_queue_spec
 from shared import wire
-from shared.broker.base import Broker, NotFound, QueueSpec, QueueStats
+from shared.broker.base import AccessRefused, Broker, NotFound, QueueStats
 from shared.topology import Topology
-
-PRIVATE_QUEUE_TTL_MS = 60_000
 
 
 @dataclass
@@ -72,10 +71,11 @@ class Observer:
         self.broker = broker
         self.topo = topo or Topology()
         self.seen: dict[str, ShardSeen] = {}
-        self.queue = f"townlet.status.{uuid.uuid4().hex[:12]}"
-        broker.declare_exchange(self.topo.telemetry_exchange_spec())
-        broker.declare_queue(QueueSpec(self.queue, durable=False, expires_ms=PRIVATE_QUEUE_TTL_MS,
-                                       bindings=((self.topo.telemetry_exchange, ""),)))
+        # A read-only monitor may create only broker-named exclusive queues, and may not
+        # declare exchanges (ops/rabbitmq/definitions.json): the shards have declared it.
+        with contextlib.suppress(AccessRefused):
+            broker.declare_exchange(self.topo.telemetry_exchange_spec())
+        self.queue = broker.declare_queue(private_queue_spec(((self.topo.telemetry_exchange, ""),)))
         broker.consume(self.queue, prefetch=500)
 
     def pump(self, seconds: float, until: Any = None) -> None:

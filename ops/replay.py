@@ -3,7 +3,10 @@
 docs/PROTOCOL.md, guarantee 7: the audit log holds every result a shard applied, with the
 command as applied; re-running the applied ones at their ticks reproduces the live state hash of
 every tick. A captured telemetry stream (``--telemetry``) is checked tick by tick when given.
-Audit lines become typed results as they are read (``ConsoleResult.from_wire``).
+Audit lines become typed results as they are read (``ConsoleResult.from_wire``). With the
+result keyring, only lines holding a result signed by its shard are used (``read_audit``):
+a line written or edited by anyone without the key never becomes history (docs/THREAT_MODEL.md).
+Files are split on ``\n`` only: no character inside a string can end a line.
 """
 
 from __future__ import annotations
@@ -12,22 +15,37 @@ import json
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared.audit.reader import rotated_files
+from shared.audit.records import CHAIN_FIELD
 from shared.config import SimulationConfig
 from shared.console.results import ConsoleResult
 from shared.loop import SimulationLoop
+from shared.trust.keys import Keyring
+from shared.trust.signing import Verdict, verify_result
 
 
 class ReplayInputError(ValueError):
     """An audit log or telemetry file that can't be read; the message names file and line."""
 
 
+@dataclass
+class AuditRead:
+    results: list[ConsoleResult] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # "<file> line N: <verdict>", not used
+
+
 def audit_results(audit_path: Path, shard_id: str) -> list[ConsoleResult]:
     """Every audit line of one shard, oldest file first, in the order they were written."""
-    out: list[ConsoleResult] = []
+    return read_audit(audit_path, shard_id, None).results
+
+
+def read_audit(audit_path: Path, shard_id: str, keyring: Keyring | None) -> AuditRead:
+    """One shard's audit lines as results; with ``keyring``, verified ones only."""
+    out = AuditRead()
     rotated = [path for _index, path in sorted(rotated_files(audit_path), reverse=True)]
     if not rotated and not audit_path.is_file():
         # Not "no commands": a missing log is almost always a mistyped path, and replaying
@@ -40,9 +58,20 @@ def audit_results(audit_path: Path, shard_id: str) -> list[ConsoleResult]:
         for number, record in _json_lines(path, "audit log"):
             if not isinstance(record, dict):
                 raise ReplayInputError(f"{path} line {number}: not an audit record")
-            if record.get("shard_id") == shard_id:
-                out.append(_result(record, path, number))
+            if record.get("shard_id") != shard_id:
+                continue
+            verdict = _verdict(record, keyring)
+            if verdict is Verdict.OK:
+                out.results.append(_result(record, path, number))
+            else:
+                out.refused.append(f"{path} line {number}: {verdict.value}")
     return out
+
+
+def _verdict(record: dict[str, Any], keyring: Keyring | None) -> Verdict:
+    if keyring is None:
+        return Verdict.OK  # the caller said, loudly, that nothing is verified
+    return verify_result({k: v for k, v in record.items() if k != CHAIN_FIELD}, keyring)
 
 
 def _result(record: dict[str, Any], path: Path, number: int) -> ConsoleResult:
@@ -56,13 +85,14 @@ def _result(record: dict[str, Any], path: Path, number: int) -> ConsoleResult:
 def _json_lines(path: Path, what: str) -> list[tuple[int, Any]]:
     """(line number, value) of every non-blank line; ReplayInputError naming the bad one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")  # no newline translation either
     except FileNotFoundError:
         raise ReplayInputError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ReplayInputError(f"cannot read {what} {path}: {exc}") from None
     out = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines() also splits on U+2028, U+0085, ... that JSON leaves raw.
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
                 out.append((number, json.loads(line)))

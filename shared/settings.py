@@ -201,6 +201,11 @@ class ConsoleConfig(_Model):
     cmd_id_window: int = Field(100_000, ge=1)
     result_history: int = Field(512, ge=1)
     max_body_bytes: int = Field(65_536, ge=256)
+    # docs/CONSOLE.md, "Exactly once": the byte budget of stored non-admin results (and, as
+    # much again, of remembered refusals), and the echo size past which a command that
+    # changes nothing is echoed as a fingerprint instead of its arguments.
+    stored_results_max_bytes: int = Field(32 * 1024 * 1024, ge=65_536)
+    echo_max_bytes: int = Field(4096, ge=256)
     audit_path: str = "logs/console/commands.jsonl"
     audit_enabled: bool = True
 

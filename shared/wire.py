@@ -68,6 +68,27 @@ def decode(body: bytes, max_bytes: int | None = None, *,
     return value
 
 
+def peek_cmd_id(body: bytes, max_bytes: int) -> str | None:
+    """The top-level ``cmd_id`` string of a body ``decode`` refused (nested too deep, too
+    big, a bad key further on), when the map's entries up to it can be read from its first
+    ``max_bytes``; None otherwise. Lets a shard answer such a command instead of only
+    dead-lettering it (docs/PROTOCOL.md, "Bad input")."""
+    head = bytes(body[:max_bytes])
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(head) or 1,
+                                max_str_len=len(head), max_bin_len=len(head),
+                                max_array_len=len(head), max_map_len=len(head), max_ext_len=0)
+    unpacker.feed(head)
+    try:
+        for _ in range(min(unpacker.read_map_header(), 64)):
+            if unpacker.unpack() == "cmd_id":
+                value = unpacker.unpack()
+                return value if isinstance(value, str) else None
+            unpacker.skip()
+    except Exception:  # any malformation or truncation: nothing readable (hostile input)
+        return None
+    return None
+
+
 def _unpack(body: bytes, size: int, string_keys: bool) -> Any:
     # Every element takes at least one byte, so no honest container is longer than the body;
     # passing that bound stops a 5-byte header from announcing (and allocating) 4 billion items.

@@ -52,6 +52,9 @@ BASE_CONFIG = "configs/examples/poc_hybrid.yaml"
 ADMIN_TOKEN = f"adm-{uuid.uuid4().hex}"
 VIEWER_TOKEN = f"vwr-{uuid.uuid4().hex}"
 ADMIN_LABEL, VIEWER_LABEL = "ops-admin", "ops-viewer"
+# The fleet result key of every process a harness starts: results are signed and verified, as
+# in production (docs/THREAT_MODEL.md). Random per run, like the tokens.
+RESULT_KEY = f"rk-{uuid.uuid4().hex}{uuid.uuid4().hex}"
 _UNSET: Any = object()
 # Runs argv[2:] under RLIMIT_FSIZE = argv[1] (Python already ignores SIGXFSZ, so writes past
 # the limit fail with EFBIG instead of killing the process).
@@ -357,7 +360,8 @@ def write_telemetry_jsonl(recorder: Recorder, shard_id: str, path: Path) -> set[
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    # "\n" only, as every reader of the audit log must (docs/PROTOCOL.md, "The audit log").
+    return [json.loads(line) for line in path.read_bytes().decode("utf-8").split("\n") if line]
 
 
 def differing_answers(items: list[Captured]) -> dict[tuple[str, str], list[Any]]:
@@ -371,6 +375,12 @@ def differing_answers(items: list[Captured]) -> dict[tuple[str, str], list[Any]]
             if len({i.body for i in group}) > 1}
 
 
+def unsigned(result: dict[str, Any]) -> dict[str, Any]:
+    """A published result without its signature: as telemetry's console_results carry it (the
+    signature belongs to the results message, docs/PROTOCOL.md, "Signatures")."""
+    return {k: v for k, v in result.items() if k != "sig"}
+
+
 def audit_key(result: dict[str, Any]) -> tuple[str, str]:
     """The audit log's dedupe key (PROTOCOL guarantee 5 + shared/audit/records.py): one line per
     applied (shard_id, cmd_id); a refusal is keyed ``<cmd_id>#refused:<code>``."""
@@ -381,8 +391,22 @@ def audit_key(result: dict[str, Any]) -> tuple[str, str]:
 
 
 def audit_records(path: Path, shard_ids: set[str]) -> list[dict[str, Any]]:
-    """The audit log's lines of these shards (other tests' shards may share the queue)."""
-    return [r for r in read_jsonl(path) if r.get("shard_id") in shard_ids]
+    """The audit log's lines of these shards (other tests' shards may share the queue), as the
+    shards published them: without the writer's hash chain link (``townlet verify`` checks
+    that, see ``verify_audit``)."""
+    return [{k: v for k, v in r.items() if k != "chain"} for r in read_jsonl(path)
+            if r.get("shard_id") in shard_ids]
+
+
+def verify_audit(path: Path, env: dict[str, str], *, key_env: str | None = None) -> str:
+    """Run `townlet verify` on an audit log; its output (it must exit 0)."""
+    argv = [sys.executable, "-m", "ops.cli", "verify", str(path)]
+    if key_env is not None:
+        argv += ["--key-env", key_env]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, f"townlet verify failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
 
 
 def wait_audited(path: Path, results: list[dict[str, Any]], timeout: float = 20.0) -> None:
@@ -521,8 +545,10 @@ class Harness:
         self.cwd = root / "work"
         self.cwd.mkdir(parents=True)
         shutil.copytree(REPO / "configs", self.cwd / "configs")
-        self.env = {**os.environ, "TOWNLET_AMQP_URL": url, "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, "TOWNLET_AMQP_URL": url, "PYTHONUNBUFFERED": "1",
+                    "TOWNLET_RESULT_KEY": RESULT_KEY}
         self.env.pop("TOWNLET_CONSOLE_TOKEN", None)
+        self.env.pop("TOWNLET_SHARD_KEY", None)
         self.procs: list[Proc] = []
         self.shard_ids: list[str] = []
         self._closers: list[Callable[[], None]] = []

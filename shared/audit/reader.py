@@ -46,6 +46,15 @@ def _last_lines(path: Path, n: int) -> list[bytes]:
     return complete.split(b"\n")[:-1][-n:]
 
 
+def last_line(path: Path) -> bytes | None:
+    """The last complete line of ``path`` (with its newline), None if it has none."""
+    try:
+        lines = _last_lines(path, 1)
+    except FileNotFoundError:
+        return None
+    return lines[0] + b"\n" if lines else None
+
+
 def read_tail(path: Path, n: int) -> list[dict[str, Any]]:
     """The newest ``n`` records across the current and rotated files, oldest first.
 

@@ -11,9 +11,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.trust.canonical import SCRUB_KEYS, scrub
+
+__all__ = ["SCRUB_KEYS", "AuditRecordError", "EncodedLine", "encode_line", "encode_text",
+           "record_key", "scrub"]
+
 Key = tuple[str, str]
 
-SCRUB_KEYS = frozenset({"token", "auth", "password"})
+CHAIN_FIELD = "chain"  # added by the writer (shared/audit/chain.py), never by a record
+# str.splitlines() (and some other readers) also split on these; JSON does not escape them.
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
 class AuditRecordError(ValueError):
@@ -26,29 +33,6 @@ class EncodedLine:
 
     key: Key
     data: bytes
-
-
-def scrub(value: Any) -> Any:
-    """Deep copy of ``value`` without any key named token/auth/password (any case).
-
-    Non-string keys become strings, because JSON objects only have string keys and mixed key
-    types would make ``sort_keys`` fail.
-    """
-    if isinstance(value, Mapping):
-        return {
-            _str_key(k): scrub(v)
-            for k, v in value.items()
-            if not (isinstance(k, str) and k.lower() in SCRUB_KEYS)
-        }
-    if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
-    return value
-
-
-def _str_key(key: object) -> str:
-    if isinstance(key, bytes):
-        return key.decode("utf-8", "backslashreplace")
-    return key if isinstance(key, str) else str(key)
 
 
 def _json_default(obj: Any) -> Any:
@@ -72,27 +56,42 @@ def record_key(record: Mapping[str, Any]) -> Key:
     A refusal (bad token, wrong role, ...) is keyed apart, as ``<cmd_id>#refused:<code>``, so a
     retry that fixes the problem and is applied still gets its own line: exactly one line per
     applied (shard_id, cmd_id), plus one per distinct refusal of it.
+
+    A ``#`` in a cmd_id is doubled first, so no cmd_id can spell another's refusal key (an
+    applied ``X#refused:forbidden`` would otherwise take the key of a refusal of ``X``); ids
+    without ``#`` keep the keys earlier versions gave them.
     """
     shard_id, cmd_id = record.get("shard_id"), record.get("cmd_id")
     if not (isinstance(shard_id, str) and shard_id and isinstance(cmd_id, str) and cmd_id):
         raise AuditRecordError("record needs string shard_id and cmd_id")
+    escaped = cmd_id.replace("#", "##")
     if record.get("applied") is False:
         error = record.get("error")
         code = error.get("code") if isinstance(error, Mapping) else None
-        return (shard_id, f"{cmd_id}#refused:{code}")
-    return (shard_id, cmd_id)
+        return (shard_id, f"{escaped}#refused:{code}")
+    return (shard_id, escaped)
+
+
+def encode_text(record: Mapping[str, Any]) -> str:
+    """The one JSON form of a record: scrubbed, compact, sorted keys, unescaped UTF-8 except
+    the characters other readers take for line breaks (docs/PROTOCOL.md, "The audit log")."""
+    try:
+        text = json.dumps(scrub(record), separators=(",", ":"), sort_keys=True,
+                          ensure_ascii=False, default=_json_default)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise AuditRecordError(f"record cannot be serialised: {exc}") from exc
+    # json.dumps escapes control characters, so after this the only newline is the terminator.
+    for char, escape in _LINE_BREAKS.items():
+        if char in text:
+            text = text.replace(char, escape)
+    return text
 
 
 def encode_line(record: Mapping[str, Any]) -> EncodedLine:
     """Scrub and serialise one record (compact, sorted keys, UTF-8) into one line."""
     if not isinstance(record, Mapping):
         raise AuditRecordError(f"record must be a mapping, not {type(record).__name__}")
-    try:
-        clean = scrub(record)
-        text = json.dumps(
-            clean, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=_json_default
-        )
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise AuditRecordError(f"record cannot be serialised: {exc}") from exc
-    # json.dumps escapes control characters, so the only newline is the terminator.
-    return EncodedLine(record_key(clean), text.encode("utf-8") + b"\n")
+    if CHAIN_FIELD in record:
+        raise AuditRecordError(f"{CHAIN_FIELD!r} is the audit writer's field, not a record's")
+    text = encode_text(record)
+    return EncodedLine(record_key(record), text.encode("utf-8") + b"\n")

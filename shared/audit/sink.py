@@ -13,6 +13,10 @@ each part is kept:
 * rotation: files are only ever renamed (``os.replace``), never copied, so a line lives in
   exactly one file at every instant, whatever point a crash interrupts the renames at.
 * one writer: an exclusive ``flock`` on ``<name>.lock``; two writers would defeat the index.
+* tamper-evident: every line written carries its hash chain link (``shared/audit/chain.py``),
+  continued from the newest line on disk at every open; ``chain_key`` (the audit consumer's
+  fleet key) signs each link. A file that rotation deletes leaves its last link behind in
+  ``<name>.anchor``, so ``townlet verify`` can tell rotation from removal.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from threading import Lock
 from types import TracebackType
 from typing import Any
 
-from shared.audit.reader import read_tail, rotated_files, rotated_path
+from shared.audit.chain import Chain, Head, head_after
+from shared.audit.reader import last_line, read_tail, rotated_files, rotated_path
 from shared.audit.records import AuditRecordError, EncodedLine, Key, encode_line, record_key
 from shared.logging import get_logger
+from shared.trust.keys import FleetKey
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -82,9 +88,11 @@ class AuditLog:
         fsync: bool = True,
         keep: int = DEFAULT_KEEP,
         dedupe_existing: bool = True,
+        chain_key: FleetKey | None = None,
     ) -> None:
         """``dedupe_existing=False`` starts the key index empty: for in-process sessions, whose
-        towns (and so their ids) start afresh each run, while lines of earlier runs stay put."""
+        towns (and so their ids) start afresh each run, while lines of earlier runs stay put.
+        ``chain_key`` signs every chain link (the audit consumer passes its fleet key)."""
         if max_bytes <= 0 or keep < 1:
             raise ValueError("max_bytes must be > 0 and keep >= 1")
         self._path = Path(path)
@@ -92,6 +100,8 @@ class AuditLog:
         self._max_bytes = max_bytes
         self._fsync = fsync
         self._keep = keep
+        self._chain_key = chain_key
+        self._chain = Chain(Head(), chain_key)
         self._log = get_logger("audit.sink", path=str(self._path))
         self._mutex = Lock()
         self._keys: set[Key] = set()
@@ -110,6 +120,12 @@ class AuditLog:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def head(self) -> Head:
+        """The chain head: the last line's ``seq`` and ``hash`` (worth logging elsewhere: a
+        chain cannot show that lines were cut off its end)."""
+        return self._chain.head
 
     def append(self, record: Mapping[str, Any]) -> bool:
         """Write one record durably; False (nothing written) if its key is already logged."""
@@ -184,7 +200,17 @@ class AuditLog:
         """Repair a torn tail, rebuild the key index from every file, reopen for appending."""
         self._repair_tail()
         self._keys = self._read_keys() if self._dedupe_existing else set()
+        self._chain = Chain(self._read_head(), self._chain_key)
         self._open_current()
+
+    def _read_head(self) -> Head:
+        """The chain continues from the newest complete line on disk (current file first)."""
+        for file in [self._path] + [p for _, p in rotated_files(self._path)]:
+            line = last_line(file) if file.exists() else None
+            head = head_after(line) if line is not None else None
+            if head is not None:
+                return head
+        return Head()
 
     def _repair_tail(self) -> None:
         if not self._path.exists():
@@ -262,12 +288,15 @@ class AuditLog:
             if line.key in self._keys or line.key in chunk_keys:
                 written.append(False)
                 continue
+            # Linked first (a rotation does not change the link); a failed commit forces
+            # _recover, which re-reads the head from disk.
+            data = self._chain.link(line.data)
             pending = self._size + len(chunk)
-            if pending > 0 and pending + len(line.data) > self._max_bytes:
+            if pending > 0 and pending + len(data) > self._max_bytes:
                 self._commit(chunk, chunk_keys)
                 self._rotate()
                 chunk, chunk_keys = bytearray(), set()
-            chunk += line.data
+            chunk += data
             chunk_keys.add(line.key)
             written.append(True)
         self._commit(chunk, chunk_keys)
@@ -296,6 +325,7 @@ class AuditLog:
         try:
             for index, old in reversed(rotated_files(self._path)):
                 if index >= self._keep:
+                    self._write_anchor(old)
                     os.unlink(old)
                 else:  # descending order: the target was just moved away or never existed
                     os.replace(old, rotated_path(self._path, index + 1))
@@ -309,6 +339,20 @@ class AuditLog:
         except BaseException:
             self._abandon(truncate_to=None)
             raise
+
+    def _write_anchor(self, doomed: Path) -> None:
+        """Record the last link of a file about to be deleted, atomically (docstring above)."""
+        line = last_line(doomed)
+        head = head_after(line) if line is not None else None
+        if head is None:
+            return
+        anchor = self._path.with_name(self._path.name + ".anchor")
+        tmp = anchor.with_name(anchor.name + ".tmp")
+        tmp.write_text(json.dumps(self._chain.anchor(head), sort_keys=True) + "\n")
+        if self._fsync:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, anchor)
 
     def _abandon(self, truncate_to: int | None) -> None:
         """After a failed write or rotation: undo what we can, then force a full recovery."""

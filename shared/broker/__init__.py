@@ -9,6 +9,7 @@ never runs a cycle through it. pika is imported only when an AMQP URL is opened.
 from __future__ import annotations
 
 from shared.broker.base import (
+    AccessRefused,
     Broker,
     BrokerError,
     BrokerStats,
@@ -23,7 +24,7 @@ from shared.broker.base import (
     Unroutable,
 )
 from shared.broker.memory import MemoryBroker, MemoryHub
-from shared.broker.redaction import redact_url, scrub_secrets
+from shared.broker.redaction import redact_url, scrub_secrets, url_user
 from shared.broker.transports import (
     AMQP_URL_ENV,
     DEFAULT_AMQP_URL,
@@ -37,6 +38,7 @@ from shared.broker.transports import (
 
 __all__ = [
     "AMQP_URL_ENV",
+    "AccessRefused",
     "Broker",
     "BrokerError",
     "BrokerStats",
@@ -60,4 +62,5 @@ __all__ = [
     "open_broker",
     "redact_url",
     "scrub_secrets",
+    "url_user",
 ]

@@ -35,6 +35,10 @@ class NotFound(BrokerError):
     """The exchange or queue named in an operation does not exist (AMQP 404)."""
 
 
+class AccessRefused(BrokerError):
+    """The broker user may not do this (AMQP 403): see ops/rabbitmq/definitions.json."""
+
+
 # Header value types that survive the trip through RabbitMQ (pika) unchanged. Floats are
 # missing on purpose: pika cannot encode them in AMQP tables.
 _HEADER_SCALARS = (str, int, bool, bytes, datetime)
@@ -74,12 +78,23 @@ class QueueSpec:
     # Delete the queue after this long unused (x-expires): private reply/tail queues of a
     # client that died. The memory broker dies with its process, so it can ignore this.
     expires_ms: int | None = None
+    # Owned by the declaring connection and deleted with it; with an empty ``name`` the broker
+    # names it (``amq.gen-...``; ``declare_queue`` returns the name): private reply and tail
+    # queues, outside the project's namespace (docs/PROTOCOL.md, "Topology").
+    exclusive: bool = False
+    # x-max-length / x-max-length-bytes: past either, the oldest ready messages are dropped
+    # (RabbitMQ's default overflow, drop-head), so a flood can never fill the broker's disk.
+    max_length: int | None = None
+    max_length_bytes: int | None = None
 
     def __post_init__(self) -> None:
         # RabbitMQ only honours these arguments on durable quorum queues; refusing the
         # combination here keeps the in-memory broker from promising what RabbitMQ won't do.
-        if not self.name:
-            raise ValueError("queue name must not be empty")
+        if not self.name and not self.exclusive:
+            raise ValueError("queue name must not be empty (only an exclusive queue is named "
+                             "by the broker)")
+        if self.exclusive and (self.quorum or self.durable):
+            raise ValueError(f"exclusive queue {self.name!r} must be non-durable, not quorum")
         if self.quorum and not self.durable:
             raise ValueError(f"quorum queue {self.name!r} must be durable")
         if self.delivery_limit is not None and not self.quorum:
@@ -108,6 +123,9 @@ class Message:
     reply_to: str | None = None
     # Refuse (``Unroutable``) instead of silently dropping when no queue is bound for it.
     mandatory: bool = False
+    # The AMQP user_id property: RabbitMQ refuses a publish whose user_id is not the
+    # connection's user, so a consumer can trust it names the publisher (docs/THREAT_MODEL.md).
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,7 @@ class Delivery:
     # ack for a delivery from a finished session (cancelled, closed, lost connection) is
     # recognised as stale and ignored instead of acking some other message.
     epoch: int = 0
+    user_id: str | None = None  # the publisher, as the broker validated it (Message.user_id)
 
 
 @dataclass
@@ -156,7 +175,10 @@ class Broker(Protocol):
 
     def declare_exchange(self, spec: ExchangeSpec) -> None: ...
 
-    def declare_queue(self, spec: QueueSpec) -> None: ...
+    def declare_queue(self, spec: QueueSpec) -> str:
+        """Declare (idempotently) and bind; returns the queue's name (the broker's choice for
+        an exclusive queue declared with an empty name)."""
+        ...
 
     def publish(self, exchange: str, routing_key: str, message: Message) -> None:
         """Publish and wait for the broker's confirm; raise PublishNotConfirmed otherwise."""

@@ -23,6 +23,16 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def url_user(url: str) -> str | None:
+    """The user name in ``url`` (decoded), or None: what the AMQP ``user_id`` property of this
+    connection's publishes must say (RabbitMQ refuses any other)."""
+    try:
+        name = urlsplit(url).username
+    except ValueError:
+        return None
+    return unquote(name) if name else None
+
+
 def scrub_secrets(text: str, url: str) -> str:
     """Remove the URL's credentials from ``text`` (an error message from a library)."""
     out = text.replace(url, redact_url(url))

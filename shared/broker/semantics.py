@@ -26,6 +26,10 @@ def queue_arguments(spec: QueueSpec) -> dict[str, Any]:
         args["x-dead-letter-exchange"] = spec.dead_letter_exchange
     if spec.expires_ms is not None:
         args["x-expires"] = spec.expires_ms
+    if spec.max_length is not None:
+        args["x-max-length"] = spec.max_length
+    if spec.max_length_bytes is not None:
+        args["x-max-length-bytes"] = spec.max_length_bytes
     return args
 
 

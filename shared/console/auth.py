@@ -5,7 +5,9 @@ The rules are docs/CONSOLE.md, "Auth".
 * Every configured token is compared, in constant time, whatever matches first: the time a
   check takes says nothing about which token (or how much of one) was right. Both sides are
   hashed first so the compare does not even leak the token length.
-* A matching token's role replaces the requested mode and its label becomes the issuer.
+* A matching token's role replaces the requested mode and its label becomes the issuer;
+  without one the issuer is ``anonymous`` whatever the command says (the echo keeps what it
+  said as ``claimed_issuer``, clearly unverified).
 * With auth disabled nobody is admin: admin commands are refused (``forbidden``).
 * Failures are ``unauthorized`` and never quote the token. A command carrying a token anywhere
   but ``auth`` is refused (``invalid_args``), and ``redact`` scrubs any configured token out of
@@ -50,7 +52,8 @@ class Authenticator:
     def authenticate(self, command: ConsoleCommand) -> Identity:
         """The identity a command runs as; raises ``unauthorized`` when auth says no."""
         token = command.auth.get("token") if command.auth else None
-        unverified = command.issuer or ANONYMOUS
+        # A self-declared issuer is never believed: the result keeps it as claimed_issuer.
+        unverified = ANONYMOUS
         if not self.config.enabled:
             return Identity("viewer", unverified, authenticated=False)
         if token is None:

@@ -75,6 +75,8 @@ class ConsoleCommand:
         out: dict[str, Any] = {"name": self.name, "args": plain(list(self.args)),
                                "kwargs": plain(self.kwargs), "mode": role, "cmd_id": cmd_id,
                                "issuer": issuer}
+        if self.issuer is not None and self.issuer != issuer:
+            out["claimed_issuer"] = self.issuer  # what the caller said, never verified
         if self.timestamp_ms is not None:
             out["timestamp_ms"] = self.timestamp_ms
         if self.metadata is not None:
@@ -258,11 +260,20 @@ def command_as_payload(command: ConsoleCommand) -> dict[str, Any]:
 
 
 def recover_cmd_id(raw: Any) -> str | None:
-    """The cmd_id of a payload that failed the shape check, when it is itself well formed."""
+    """The cmd_id of a payload that failed the shape check, when it is itself well formed.
+
+    Never a reserved one (``auto-``, ``local-``): a refusal under a caller's ``auto-...`` id
+    could take the audit key of a refusal the shard answers under that id later."""
     if isinstance(raw, dict):
-        cmd_id = raw.get("cmd_id")
-        if isinstance(cmd_id, str) and 0 < len(cmd_id) <= MAX_CMD_ID and _encodable(cmd_id):
-            return cmd_id
+        return usable_cmd_id(raw.get("cmd_id"))
+    return None
+
+
+def usable_cmd_id(value: Any) -> str | None:
+    """``value`` if a refusal may be addressed to it as a caller's cmd_id, else None."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_CMD_ID and _encodable(value) \
+            and not value.startswith(RESERVED_ID_PREFIXES):
+        return value
     return None
 
 

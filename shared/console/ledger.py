@@ -15,6 +15,13 @@ See docs/CONSOLE.md, "Exactly once". Three parts, private to this module:
 
 ``export``/``restore`` give the ledger's part of a snapshot (keys ``cmd_ids``, ``refusals``,
 ``auto_ids``; their contents are unchanged from earlier checkpoints, so those still restore).
+
+Bounded in bytes as well as in count (docs/CONSOLE.md, "Exactly once"): results of commands run
+with the admin role are bounded by the id window only (an admin's retry must never apply
+twice), while every other stored result, and every remembered refusal, counts against a byte
+budget (``console.stored_results_max_bytes``, each), oldest dropped first: anonymous commands
+with big arguments cannot grow the memory or the checkpoint without bound, nor push an admin's
+result out of the window.
 """
 
 from __future__ import annotations
@@ -48,21 +55,59 @@ def refusal_key(result: ConsoleResult) -> str | None:
     echo = result.command or {}
     decided_by = [result.cmd_id, result.name, echo.get("args"), echo.get("kwargs"),
                   echo.get("mode"), result.issuer, error.code.value, error.message]
+    for extra in ("claimed_issuer", "trimmed"):  # absent from older results: keys unchanged
+        if echo.get(extra) is not None:
+            decided_by.append(echo[extra])
     body = json.dumps(decided_by, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-def _bound(items: OrderedDict[str, Any], window: int) -> None:
+def result_size(result: ConsoleResult) -> int:
+    """About what a stored result costs (its JSON size): the byte budget's unit."""
+    return len(json.dumps(result.to_wire(), separators=(",", ":"), default=str))
+
+
+class _Budget:
+    """Sizes of the budgeted entries of one map, oldest first, and their total."""
+
+    def __init__(self, max_bytes: int | None) -> None:
+        self.max_bytes = max_bytes
+        self.sizes: OrderedDict[str, int] = OrderedDict()
+        self.used = 0
+
+    def add(self, key: str, size: int) -> None:
+        self.drop(key)
+        self.sizes[key] = size
+        self.used += size
+
+    def drop(self, key: str) -> None:
+        self.used -= self.sizes.pop(key, 0)
+
+    def over(self) -> str | None:
+        """The oldest key to evict while over budget, else None."""
+        if self.max_bytes is None or self.used <= self.max_bytes or not self.sizes:
+            return None
+        return next(iter(self.sizes))
+
+
+def _bound(items: OrderedDict[str, Any], window: int, budget: _Budget) -> None:
     while len(items) > window:
-        items.popitem(last=False)
+        key, _ = items.popitem(last=False)
+        budget.drop(key)
+    while (oldest := budget.over()) is not None:
+        budget.drop(oldest)
+        items.pop(oldest, None)
 
 
 class CommandLedger:
-    def __init__(self, window: int, shard_id: str) -> None:
+    def __init__(self, window: int, shard_id: str, max_bytes: int | None = None) -> None:
         self.window = window
         self.shard_id = shard_id
+        self.max_bytes = max_bytes
         self._stored: OrderedDict[str, tuple[str, ConsoleResult]] = OrderedDict()
         self._refusals: OrderedDict[str, ConsoleResult] = OrderedDict()
+        self._stored_budget = _Budget(max_bytes)
+        self._refusal_budget = _Budget(max_bytes)
         self._counters: dict[str, tuple[int, int]] = {}  # prefix -> (tick, next seq)
 
     # -- stored results ---------------------------------------------------------------------
@@ -78,7 +123,16 @@ class CommandLedger:
 
     def remember(self, cmd_id: str, fingerprint: str, result: ConsoleResult) -> None:
         self._stored[cmd_id] = (fingerprint, result)
-        _bound(self._stored, self.window)
+        if (result.command or {}).get("mode") == "admin":
+            self._stored_budget.drop(cmd_id)  # an admin's answer: only the window bounds it
+        elif self.max_bytes is not None:
+            self._stored_budget.add(cmd_id, result_size(result))
+        _bound(self._stored, self.window, self._stored_budget)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the budgeted stored results (admin results are not counted)."""
+        return self._stored_budget.used
 
     # -- refusals ---------------------------------------------------------------------------
     def settle(self, result: ConsoleResult) -> ConsoleResult:
@@ -89,16 +143,20 @@ class CommandLedger:
         first = self._refusals.get(key)
         if first is not None:
             return first
-        self._refusals[key] = result
-        _bound(self._refusals, self.window)
+        self._note(key, result)
         return result
 
     def note_refusal(self, result: ConsoleResult) -> None:
         """Remember a refusal that was answered (live, or re-read from a journal)."""
         key = refusal_key(result)
         if key is not None:
-            self._refusals[key] = result
-            _bound(self._refusals, self.window)
+            self._note(key, result)
+
+    def _note(self, key: str, result: ConsoleResult) -> None:
+        self._refusals[key] = result
+        if self.max_bytes is not None:
+            self._refusal_budget.add(key, result_size(result))
+        _bound(self._refusals, self.window, self._refusal_budget)
 
     # -- assigned ids -----------------------------------------------------------------------
     def assign_id(self, prefix: str, tick: int) -> str:
@@ -124,10 +182,12 @@ class CommandLedger:
 
     def restore(self, saved: Mapping[str, Any]) -> None:
         """Replace the ledger with a snapshot's (missing parts restore as empty)."""
-        self._stored = OrderedDict((str(cid), (str(fp), ConsoleResult.from_wire(res)))
-                                   for cid, fp, res in saved.get("cmd_ids", []))
-        _bound(self._stored, self.window)
+        self._stored = OrderedDict()
+        self._stored_budget = _Budget(self.max_bytes)
+        for cid, fp, res in saved.get("cmd_ids", []):
+            self.remember(str(cid), str(fp), ConsoleResult.from_wire(res))
         self._refusals = OrderedDict()
+        self._refusal_budget = _Budget(self.max_bytes)
         for row in saved.get("refusals", []):
             self.note_refusal(ConsoleResult.from_wire(row))
         self.restore_auto_ids(saved.get("auto_ids", {}))

@@ -18,6 +18,7 @@ from typing import Any
 from .envelope import PROTOCOL_VERSION, ConsoleError, ErrorCode, plain
 
 Redact = Callable[[Any], Any]
+MAX_ERROR_MESSAGE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,10 @@ class ResultError:
 
     @classmethod
     def of(cls, error: ConsoleError) -> ResultError:
-        return cls(error.code, error.message, plain(error.details) if error.details else None)
+        message = error.message
+        if len(message) > MAX_ERROR_MESSAGE:  # it may quote a (huge) argument: keep the start
+            message = f"{message[:MAX_ERROR_MESSAGE]}... ({len(message)} characters)"
+        return cls(error.code, message, plain(error.details) if error.details else None)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code.value, "message": self.message}

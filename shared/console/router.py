@@ -40,7 +40,6 @@ from shared.telemetry import Health, LastError
 from .auth import ANONYMOUS, Authenticator, Identity
 from .commands import ArgReader, CommandSpec, Context, Controls, Registry, default_registry
 from .envelope import (
-    MAX_CMD_ID,
     ConsoleCommand,
     ConsoleError,
     ErrorCode,
@@ -50,9 +49,10 @@ from .envelope import (
     plain,
     recover_cmd_id,
     recover_name,
+    usable_cmd_id,
 )
 from .ledger import CommandLedger, command_fingerprint
-from .outcomes import Outcomes
+from .outcomes import Outcomes, trimmed_fingerprint
 from .results import ConsoleResult
 
 if TYPE_CHECKING:
@@ -78,11 +78,12 @@ class ConsoleRouter:
         self.registry = registry if registry is not None else default_registry()
         self.auth = Authenticator(config.console_auth)
         self.ledger = ledger if ledger is not None else CommandLedger(
-            config.console.cmd_id_window, telemetry.shard_id)
+            config.console.cmd_id_window, telemetry.shard_id,
+            config.console.stored_results_max_bytes)
         self.errors = errors if errors is not None else LastError()
         self.health = health if health is not None else self._own_health
         self._out = Outcomes(telemetry.shard_id, self.auth, self.ledger, self.errors,
-                             telemetry.clock)
+                             telemetry.clock, echo_max_bytes=config.console.echo_max_bytes)
 
     def _own_health(self) -> Health:
         """Health as far as a router alone can tell (no owner gave it a better view)."""
@@ -105,11 +106,14 @@ class ConsoleRouter:
             return self._out.crashed(exc, None, recover_name(payload), tick, received_at,
                                      prefix="auto", cmd_id=recover_cmd_id(payload))
 
-    def reject(self, cmd_id: str, code: ErrorCode, message: str, *, tick: int,
-               received_at: float) -> ConsoleResult:
-        """An error result for a delivery that could not be decoded but named its cmd_id."""
+    def reject(self, cmd_id: str | None, code: ErrorCode, message: str, *, tick: int,
+               received_at: float, name: str | None = None) -> ConsoleResult:
+        """An error result for a delivery refused before its command could be checked (it
+        could not be decoded, or its reply_to/correlation_id are refused), addressed to
+        ``cmd_id`` when that is usable as a caller's id, else to an assigned one."""
         return self.ledger.settle(self._out.refused(
-            ConsoleError(code, message), tick, received_at, "auto", cmd_id=cmd_id[:MAX_CMD_ID]))
+            ConsoleError(code, message), tick, received_at, "auto",
+            cmd_id=usable_cmd_id(cmd_id), name=name))
 
     def reapply(self, result: ConsoleResult) -> None:
         """Re-run the effect of a journaled or audited result at its tick (crash recovery,
@@ -128,10 +132,12 @@ class ConsoleRouter:
         spec = self.registry.get(command.name)
         if spec is None:
             raise ValueError(f"cannot re-apply unknown command {command.name!r}")
-        identity = Identity(command.mode, command.issuer or ANONYMOUS, True)
-        self._execute(spec, command, identity, result.tick, self.telemetry.clock())
+        trimmed = trimmed_fingerprint(echo)
+        if trimmed is None:  # a trimmed echo is a command that changed nothing: skip its run
+            identity = Identity(command.mode, command.issuer or ANONYMOUS, True)
+            self._execute(spec, command, identity, result.tick, self.telemetry.clock())
         if not is_assigned_id(result.cmd_id):
-            self.ledger.remember(result.cmd_id, _fingerprint(command), result)
+            self.ledger.remember(result.cmd_id, trimmed or _fingerprint(command), result)
 
     def dispatch(self, command: ConsoleCommand) -> dict[str, Any]:
         """Run a trusted in-process command now (admin, no token) and record its result."""
@@ -156,7 +162,8 @@ class ConsoleRouter:
             identity = self.auth.authenticate(command)
             self.auth.check_no_token_outside_auth(command)
         except ConsoleError as exc:
-            unverified = Identity(command.mode, command.issuer or ANONYMOUS, False)
+            # docs/CONSOLE.md, "Auth": an issuer nobody vouched for is never the issuer.
+            unverified = Identity(command.mode, ANONYMOUS, False)
             return self._out.refused(exc, tick, received_at, "auto", command=command,
                                      identity=unverified)
         return self._checked(command, identity, tick, received_at, prefix="auto")
@@ -243,8 +250,9 @@ class ConsoleRouter:
                 rollback(self.world, saved)
             return self._out.crashed(exc, command, spec.name, tick, received_at,
                                      identity=identity)
+        # Only what changes the world must be echoed in full: replays re-run it from the echo.
         return self._out.finish(command, identity, tick, received_at, body=body, error=error,
-                                applied=True)
+                                applied=True, full_echo=spec.needs_cmd_id)
 
 
 def _fingerprint(command: ConsoleCommand) -> str:

@@ -38,6 +38,8 @@ from tests.procs import (
     last_tick,
     results_of,
     ticks_of,
+    unsigned,
+    verify_audit,
     wait_audited,
     wait_until,
     write_telemetry_jsonl,
@@ -195,15 +197,17 @@ def assert_results_match_telemetry(results: list[Captured], ticks: list[Captured
     by_tick = {item.data["tick"]: item.data["payload"]["console_results"] for item in ticks}
     for item in results:
         result = item.data
-        assert result in by_tick[result["tick"]], (result["cmd_id"], result["tick"])
+        assert unsigned(result) in by_tick[result["tick"]], (result["cmd_id"], result["tick"])
 
 
-def assert_audit_exact(path: Path, shard_id: str, answers: list[Captured]) -> None:
-    """Guarantee 5: one whole line per applied command (and per distinct refusal), no tokens."""
+def assert_audit_exact(path: Path, shard_id: str, answers: list[Captured],
+                       env: dict[str, str]) -> None:
+    """Guarantee 5: one whole line per applied command (and per distinct refusal), no tokens;
+    every line signed by its shard, and the hash chain intact (`townlet verify`)."""
     data = path.read_bytes()
     assert data.endswith(b"\n"), f"torn last line: {data[-200:]!r}"
     torn = []
-    for number, raw in enumerate(data.splitlines(), 1):
+    for number, raw in enumerate(data.split(b"\n")[:-1], 1):
         try:
             json.loads(raw)
         except ValueError:
@@ -221,6 +225,8 @@ def assert_audit_exact(path: Path, shard_id: str, answers: list[Captured]) -> No
         assert line == expected[audit_key(line)], line["cmd_id"]
     assert ADMIN_TOKEN.encode() not in data and VIEWER_TOKEN.encode() not in data
     assert b"wrong-token-c0ffee" not in data
+    assert all("sig" in line for line in lines), "an unsigned result was logged"
+    assert "link and result signatures valid" in verify_audit(path, env)
 
 
 def assert_replay_matches(harness: Harness, config: Path, shard_id: str, telemetry: Recorder,
@@ -290,7 +296,7 @@ def test_shard_worker_sigkilled_at_random_loses_nothing_and_applies_everything_o
     ticks = ticks_of(telemetry, shard_id)
     assert_telemetry_consistent(ticks)
     assert_results_match_telemetry(answers, ticks)
-    assert_audit_exact(audit_log, shard_id, answers)
+    assert_audit_exact(audit_log, shard_id, answers, harness.env)
     assert_replay_matches(harness, config, shard_id, telemetry, audit_log)
     # The crashes really exercised recovery: journal records were re-applied after kills.
     assert len(recovered) >= kills // 2 and sum(r["replayed"] for r in recovered) > 0, recovered
@@ -349,7 +355,7 @@ def test_audit_consumer_sigkilled_repeatedly_logs_every_result_exactly_once(
     assert worker.terminate() == 0, context()
 
     assert_exactly_once(answers, context)
-    assert_audit_exact(audit_log, shard_id, answers)
+    assert_audit_exact(audit_log, shard_id, answers, harness.env)
     assert_replay_matches(harness, config, shard_id, telemetry, audit_log)
     print(f"seed={SEED} audit kills={kills} commands={len(sent)} results={len(answers)} "
           f"torn-tails-after-kill={torn_tails}")

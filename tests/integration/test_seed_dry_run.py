@@ -110,6 +110,8 @@ def test_audit_log_has_the_last_command(dry_run: dict[str, Any]) -> None:
     assert dry_run["audit_tail"]["cmd_id"] == dry_run["status"]["cmd_id"]  # at print time
     lines = dry_run["audit_lines"]
     assert lines[-1]["cmd_id"] == "chat-demo" == dry_run["chat"]["cmd_id"]
+    # The line is the result plus the writer's hash chain link (checked by townlet verify).
+    assert lines[-1].pop("chain")["seq"] == len(lines)
     assert lines[-1] == json.loads(json.dumps(dry_run["chat"]))
     assert [x["cmd_id"] for x in lines] == [r["cmd_id"] for r in dry_run["latest"]] + [
         "chat-demo"]

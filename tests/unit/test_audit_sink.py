@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from shared.audit.chain import GENESIS
 from shared.audit.reader import read_tail, rotated_files
 from shared.audit.sink import AuditLog, AuditLogLocked, AuditRecordError
 
@@ -38,6 +39,15 @@ def logged_keys(path: Path) -> list[tuple[str, str]]:
     return [(r["shard_id"], r["cmd_id"]) for r in map(json.loads, all_lines(path))]
 
 
+def chained_len(record: dict[str, Any], tmp: Path, seq: int = 10) -> int:
+    """The bytes ``record`` takes on disk as line ``seq``, chain link included (the link has
+    a fixed length but for the digits of its seq)."""
+    scratch = tmp / "scratch" / "measure.jsonl"
+    with AuditLog(scratch, fsync=False) as log:
+        log.append_many([rec(1000 + i) for i in range(seq - 1)] + [record])
+    return len(scratch.read_bytes().split(b"\n")[-2]) + 1
+
+
 @pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "logs" / "console" / "commands.jsonl"
@@ -60,9 +70,12 @@ def test_append_creates_dirs_and_writes_one_compact_sorted_line(log_path: Path) 
     with AuditLog(log_path) as log:
         ok = log.append({"tick": np.int64(7), "shard_id": "s1", "cmd_id": "c1", "msg": "héllo"})
     assert ok is True
-    assert log_path.read_bytes() == (
-        '{"cmd_id":"c1","msg":"héllo","shard_id":"s1","tick":7}\n'.encode()
-    )
+    data = log_path.read_bytes()
+    body, link = data.split(b',"chain":')  # the writer's link comes last
+    assert body + b"}\n" == '{"cmd_id":"c1","msg":"héllo","shard_id":"s1","tick":7}\n'.encode()
+    chain = json.loads(link[:-2])
+    assert (chain["seq"], chain["prev"], len(chain["hash"])) == (1, GENESIS, 64)
+    assert data.count(b"\n") == 1 and data.endswith(b"}\n")
 
 
 def test_odd_values_are_serialised_not_rejected(log_path: Path) -> None:
@@ -165,8 +178,9 @@ def test_failed_write_leaves_no_fragment(log_path: Path, monkeypatch: pytest.Mon
     assert logged_keys(log_path) == [("s1", "c1"), ("s1", "c2")]
 
 
-def test_rotation_keeps_whole_lines_under_the_limit_and_drops_the_oldest(log_path: Path) -> None:
-    line_len = len(json.dumps(rec(10), separators=(",", ":"))) + 1
+def test_rotation_keeps_whole_lines_under_the_limit_and_drops_the_oldest(
+        log_path: Path, tmp_path: Path) -> None:
+    line_len = chained_len(rec(10), tmp_path)
     with AuditLog(log_path, max_bytes=3 * line_len, keep=3) as log:
         for i in range(10, 40):  # two-digit ids: every line has the same length
             log.append(rec(i))
@@ -292,8 +306,8 @@ def test_records_without_string_ids_are_rejected(log_path: Path, bad: Any) -> No
     assert log_path.read_bytes() == b"", "a rejected batch writes nothing"
 
 
-def test_tail_reads_across_rotated_files(log_path: Path) -> None:
-    with AuditLog(log_path, max_bytes=150) as log:
+def test_tail_reads_across_rotated_files(log_path: Path, tmp_path: Path) -> None:
+    with AuditLog(log_path, max_bytes=3 * chained_len(rec(10), tmp_path)) as log:
         log.append_many([rec(i) for i in range(20)])
         assert [r["cmd_id"] for r in log.tail(7)] == [f"c{i}" for i in range(13, 20)]
         assert log.tail(0) == []

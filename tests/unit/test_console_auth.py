@@ -66,7 +66,8 @@ def test_admin_mode_without_token_is_unauthorized() -> None:
 
 def test_auth_disabled_means_nobody_is_admin() -> None:
     who = auth(enabled=False).authenticate(cmd(ADMIN, mode="admin", issuer="bob"))
-    assert (who.role, who.issuer, who.authenticated) == ("viewer", "bob", False)
+    # A self-declared issuer is never believed (issue 9): nobody vouched for "bob".
+    assert (who.role, who.issuer, who.authenticated) == ("viewer", "anonymous", False)
 
 
 def test_unlabelled_token_issuer_is_role_and_index() -> None:

@@ -5,6 +5,9 @@ poison message never blocks the log), good ones are appended with one fsync and 
 it, duplicates are acked without writing. Duplicates are normal: a shard re-sends a result after
 a crash and the broker redelivers whatever was unacked when we died.
 
+Before a result becomes a line it passes the gate (``gate.py``): with a result key configured,
+only results signed by the shard they name are logged; the rest are kept aside, never logged.
+
 When the disk refuses a write the batch is *held* (neither acked nor nacked) and retried with
 backoff. Nacking would bump each message's delivery count, and the audit queue has a delivery
 limit, so a few minutes of a full disk would dead-letter good results out of the audit log.
@@ -20,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from shared import wire
+from shared.audit.quarantine import Quarantine, quarantine_path
 from shared.audit.records import AuditRecordError, EncodedLine, encode_line
 from shared.audit.sink import AuditLog
 from shared.broker import MemoryHub, open_broker, redact_url
@@ -27,12 +31,17 @@ from shared.broker.base import Broker, BrokerError, ConnectionLost, Delivery, Me
 from shared.logging import Logger, event_sink, get_logger
 from shared.metrics.prometheus import MetricsServer
 from shared.topology import Topology, declare_audit
+from shared.trust.env import UNVERIFIED_WARNING, keyring_from_env
+from shared.trust.keys import Keyring
+from workers.audit.gate import ResultGate
 from workers.audit.metrics import audit_collector, audit_probe
 from workers.process import process_name
 
 MIN_BACKOFF = 0.05
 MAX_BACKOFF = 5.0
 _MAX_REASON = 500
+# A dead letter keeps at most this much of a body: enough to inspect, never a 10 MB copy.
+MAX_DEAD_BODY = 16 * 1024
 # Headers the broker adds per delivery; a dead-lettered copy must not carry stale ones.
 _BROKER_HEADERS = frozenset({"x-delivery-count"})
 
@@ -44,6 +53,7 @@ class AuditStats:
     dead_lettered: int = 0
     write_failures: int = 0
     broker_errors: int = 0
+    refused: int = 0  # results that failed verification (kept aside, never logged)
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class AuditConsumer:
         batch: int = 100,
         logger: Logger | None = None,
         broker_logs_outages: bool = False,
+        gate: ResultGate | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be >= 1")
@@ -74,6 +85,7 @@ class AuditConsumer:
         self._max_body_bytes = max_body_bytes
         self._batch = batch
         self._logger = logger if logger is not None else get_logger("audit.consumer")
+        self._gate = gate if gate is not None else ResultGate(None, None, self._logger)
         self._started = False
         self._held: list[_Accepted] = []  # written-or-not batch awaiting a successful append
         self.backoff = 0.0  # how long run() waits before the next step; 0 while healthy
@@ -156,7 +168,17 @@ class AuditConsumer:
         except Exception as exc:  # a decoder bug must not stop the audit log either
             self._dead_letter(delivery, f"undecodable: {type(exc).__name__}: {exc}")
             return None
+        if not self._admitted(record, delivery):
+            return None
         return _Accepted(delivery, line)
+
+    def _admitted(self, record: dict[str, object], delivery: Delivery) -> bool:
+        """Verify before writing (``gate.py``); a refused result is set aside, then acked."""
+        if self._gate.admit(record, delivery):
+            return True
+        self.stats.refused += 1
+        self._broker.ack(delivery)
+        return False
 
     def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Park a poison delivery in the dead queue, then ack it; if parking fails, requeue."""
@@ -184,8 +206,11 @@ class AuditConsumer:
         headers = {k: v for k, v in delivery.headers.items() if k not in _BROKER_HEADERS}
         headers["x-death-reason"] = reason
         headers["x-death-queue"] = delivery.queue
+        body = delivery.body[:MAX_DEAD_BODY]
+        if len(body) < len(delivery.body):
+            headers["x-original-bytes"] = len(delivery.body)
         message = Message(
-            body=delivery.body,
+            body=body,
             headers=headers,
             message_id=delivery.message_id,
             correlation_id=delivery.correlation_id,
@@ -193,7 +218,7 @@ class AuditConsumer:
         try:
             self._broker.publish(self._topo.dead_exchange, delivery.routing_key, message)
         except ValueError:  # headers the transport refuses: keep the body, drop theirs
-            bare = Message(body=delivery.body, headers={"x-death-reason": reason})
+            bare = Message(body=body, headers={"x-death-reason": reason})
             self._broker.publish(self._topo.dead_exchange, delivery.routing_key, bare)
 
     # -- a batch ------------------------------------------------------------------------------
@@ -266,7 +291,10 @@ def run_audit(
     opener: Callable[..., Broker] | None = None,
     metrics_port: int | None = None,
 ) -> None:
-    """Entry point for ``townlet audit``: consume results into ``log_path`` until ``stop``."""
+    """Entry point for ``townlet audit``: consume results into ``log_path`` until ``stop``.
+
+    The result keyring comes from ``TOWNLET_RESULT_KEY`` (TrustKeyError, a ValueError, when it
+    is unusable: better to refuse to start than to log unverified results)."""
     logger = get_logger("audit", broker=redact_url(broker_url), path=str(log_path))
     adapter_logs = opener is None
     if opener is None:
@@ -274,13 +302,19 @@ def run_audit(
         # once); outages are logged once each by the adapter, under this process's name.
         opener = partial(open_broker, wait_for_broker=False, reconnect_timeout=0.0,
                          connection_name=process_name("audit"), on_event=event_sink(logger))
-    with AuditLog(log_path) as log:  # first, so a second audit process fails fast
+    keyring = keyring_from_env()
+    if keyring is None:
+        logger.warning("audit_results_unverified", warning=UNVERIFIED_WARNING)
+    chain_key = keyring.current if keyring is not None else None
+    with AuditLog(log_path, chain_key=chain_key) as log:  # first: a second audit fails fast
         broker = _connect(broker_url, hub, stop, opener, logger)
         if broker is None:
             return
-        logger.info("audit_started", records=len(log))
+        logger.info("audit_started", records=len(log), verified=keyring is not None,
+                    kids=list(keyring.kids) if keyring is not None else [])
         consumer = AuditConsumer(broker, log, Topology(), logger=logger,
-                                 broker_logs_outages=adapter_logs)
+                                 broker_logs_outages=adapter_logs,
+                                 gate=audit_gate(keyring, log_path, logger))
         server = None if metrics_port is None else MetricsServer(
             metrics_port, audit_collector(consumer), audit_probe(consumer))
         try:
@@ -289,7 +323,13 @@ def run_audit(
             if server is not None:
                 server.close()
             broker.close()
-            logger.info("audit_stopped")
+            logger.info("audit_stopped", chain_seq=log.head.seq, chain_head=log.head.hash,
+                        refused=consumer.stats.refused)
+
+
+def audit_gate(keyring: Keyring | None, log_path: Path, logger: Logger) -> ResultGate:
+    """The gate of a consumer writing ``log_path``: refused results go beside it."""
+    return ResultGate(keyring, Quarantine(quarantine_path(log_path)), logger)
 
 
 def _connect(

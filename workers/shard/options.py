@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.trust.signing import ResultSigner
+
 
 @dataclass
 class WorkerOptions:
@@ -20,3 +22,6 @@ class WorkerOptions:
     # Boundaries kept unsent while the broker is unreachable before the worker stops ticking.
     outbox_limit: int = 10_000
     until_tick: int | None = None  # stop once the town reaches this tick (counts recovered ones)
+    # docs/PROTOCOL.md, "Signatures": signs every result (None: unsigned, local development).
+    signer: ResultSigner | None = None
+    user_id: str | None = None  # the broker user every publish names (RabbitMQ checks it)

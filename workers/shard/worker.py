@@ -66,10 +66,10 @@ class ShardWorker:
         if options.tick_rate_hz is not None:
             self.loop.set_tick_rate(options.tick_rate_hz)
         errors = self.loop.errors
-        self.outputs = Outputs(broker, self.topo, options.shard_id)
+        self.outputs = Outputs(broker, self.topo, options.shard_id, options.signer, options.user_id)
         self.trouble = BrokerTrouble(errors, self.log, clock, unsent=lambda: len(self.outbox))
         self.inbox = Inbox(self.loop.router, self.trouble, self.log, clock=clock, sleep=sleep,
-                           max_body_bytes=config.console.max_body_bytes)
+                           max_body_bytes=config.console.max_body_bytes, topo=self.topo)
         self.outbox = Outbox(broker, self.outputs, self.trouble, self.log)
         self.durability = Durability(self.state, errors, self.log, options.checkpoint_every)
         self.ticks_run = 0

@@ -31,9 +31,9 @@ class MemoryBroker:
         self._check_open()
         self._hub.declare_exchange(spec)
 
-    def declare_queue(self, spec: QueueSpec) -> None:
+    def declare_queue(self, spec: QueueSpec) -> str:
         self._check_open()
-        self._hub.declare_queue(spec)
+        return self._hub.declare_queue(spec, owner=self._conn_id)
 
     def publish(self, exchange: str, routing_key: str, message: Message) -> None:
         self._check_open()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+import uuid
 from collections import deque
 from dataclasses import replace
 from typing import Literal
@@ -63,6 +64,8 @@ class MemoryHub:
                 return
             for queue in list(conn.consumers):
                 self._cancel_locked(conn, queue)
+            for name in [n for n, q in self._queues.items() if q.owner == conn_id]:
+                self._delete_locked(name)  # exclusive queues die with their connection
             self._cond.notify_all()
 
     # -- topology ------------------------------------------------------------------------
@@ -76,26 +79,26 @@ class MemoryHub:
             elif existing.spec != spec:
                 raise BrokerError(f"exchange {spec.name!r} exists with different arguments")
 
-    def declare_queue(self, spec: QueueSpec) -> None:
+    def declare_queue(self, spec: QueueSpec, owner: int | None = None) -> str:
+        """Declare and bind; an exclusive queue belongs to connection ``owner`` (and an empty
+        name is chosen here, as RabbitMQ does). Returns the queue's name."""
+        name = spec.name or f"amq.gen-{uuid.uuid4().hex}"
+        spec = replace(spec, name=name)
         with self._cond:
-            existing = self._queues.get(spec.name)
+            existing = self._queues.get(name)
             if existing is None:
-                self._queues[spec.name] = MemoryQueue(spec)
+                self._queues[name] = MemoryQueue(spec, owner=owner if spec.exclusive else None)
             elif not _same_queue_args(existing.spec, spec):
-                raise BrokerError(f"queue {spec.name!r} exists with different arguments")
+                raise BrokerError(f"queue {name!r} exists with different arguments")
+            elif existing.owner is not None and existing.owner != owner:
+                raise BrokerError(f"queue {name!r} is exclusive to another connection")
             for exchange, key in spec.bindings:
-                self._exchange(exchange).bind(spec.name, key)
+                self._exchange(exchange).bind(name, key)
+        return name
 
     def delete_queue(self, queue: str) -> None:
         with self._cond:
-            q = self._queues.pop(queue, None)
-            if q is None:
-                return
-            for exchange in self._exchanges.values():
-                exchange.unbind_queue(queue)
-            for consumer in q.consumers:
-                # Deliveries already handed out stay with the client; acks become no-ops.
-                consumer.conn.consumers.pop(queue, None)
+            self._delete_locked(queue)
 
     def delete_exchange(self, exchange: str) -> None:
         with self._cond:
@@ -131,6 +134,8 @@ class MemoryHub:
         with self._cond:
             conn = self._conn(conn_id)
             q = self._queue(queue)
+            if q.owner is not None and q.owner != conn_id:
+                raise BrokerError(f"queue {queue!r} is exclusive to another connection")
             if queue in conn.consumers:
                 return  # already consuming: idempotent, like the rabbit transport
             consumer = Consumer(conn, next(self._ids), queue, prefetch)
@@ -200,6 +205,16 @@ class MemoryHub:
         own = replace(message, body=bytes(message.body), headers=copy.deepcopy(message.headers))
         q.push(Stored(next(self._seq), own, exchange, routing_key))
         q.dispatch()
+
+    def _delete_locked(self, queue: str) -> None:
+        q = self._queues.pop(queue, None)
+        if q is None:
+            return
+        for exchange in self._exchanges.values():
+            exchange.unbind_queue(queue)
+        for consumer in q.consumers:
+            # Deliveries already handed out stay with the client; acks become no-ops.
+            consumer.conn.consumers.pop(queue, None)
 
     def _cancel_locked(self, conn: Connection, queue: str) -> None:
         consumer = conn.consumers.pop(queue, None)

@@ -64,13 +64,31 @@ class MemoryQueue:
     ready: list[tuple[int, Stored]] = field(default_factory=list)  # heap keyed by seq
     consumers: list[Consumer] = field(default_factory=list)  # registration order
     next_rr: int = 0
+    owner: int | None = None  # the connection an exclusive queue belongs to
+    ready_bytes: int = 0  # body bytes of the ready messages (x-max-length-bytes)
 
     def push(self, stored: Stored) -> None:
         heapq.heappush(self.ready, (stored.seq, stored))
+        self.ready_bytes += len(stored.message.body)
+        self._limit()
+
+    def _limit(self) -> None:
+        """Drop the oldest ready messages past x-max-length / x-max-length-bytes (drop-head,
+        RabbitMQ's default overflow)."""
+        limit, limit_bytes = self.spec.max_length, self.spec.max_length_bytes
+        while self.ready and ((limit is not None and len(self.ready) > limit) or
+                              (limit_bytes is not None and self.ready_bytes > limit_bytes)):
+            self._pop()
+
+    def _pop(self) -> Stored:
+        _, stored = heapq.heappop(self.ready)
+        self.ready_bytes -= len(stored.message.body)
+        return stored
 
     def purge(self) -> int:
         count = len(self.ready)
         self.ready.clear()
+        self.ready_bytes = 0
         return count
 
     def remove_consumer(self, consumer: Consumer) -> None:
@@ -94,8 +112,7 @@ class MemoryQueue:
             consumer = self._pick_consumer()
             if consumer is None:
                 return
-            _, stored = heapq.heappop(self.ready)
-            consumer.take(stored)
+            consumer.take(self._pop())
 
     def _pick_consumer(self) -> Consumer | None:
         if not self.consumers:
@@ -130,4 +147,5 @@ def _delivery(consumer: Consumer, tag: int, stored: Stored) -> Delivery:
         reply_to=msg.reply_to,
         delivery_count=stored.delivery_count,
         epoch=consumer.epoch,
+        user_id=msg.user_id,
     )

@@ -62,9 +62,11 @@ class RabbitBroker:
         self._link.call(lambda: declare_exchange(self._link.channel(), spec))
         self._declared.add_exchange(spec)
 
-    def declare_queue(self, spec: QueueSpec) -> None:
-        self._link.call(lambda: declare_queue(self._link.channel(), spec))
-        self._declared.add_queue(spec)
+    def declare_queue(self, spec: QueueSpec) -> str:
+        name = self._link.call(lambda: declare_queue(self._link.channel(), spec))
+        if not spec.exclusive:  # an exclusive queue dies with its connection: never redeclared
+            self._declared.add_queue(spec)
+        return name
 
     def publish(self, exchange: str, routing_key: str, message: Message) -> None:
         self._publisher.publish(exchange, routing_key, message)

@@ -28,7 +28,7 @@ import pika
 import pika.exceptions as pex
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-from shared.broker.base import BrokerError, BrokerStats, ConnectionLost, NotFound
+from shared.broker.base import AccessRefused, BrokerError, BrokerStats, ConnectionLost, NotFound
 from shared.broker.redaction import redact_url, scrub_secrets
 
 T = TypeVar("T")
@@ -116,6 +116,8 @@ class ManagedConnection:
                 self.note_error(exc)  # channel() reopens the publishing channel if needed
                 if exc.reply_code == 404:
                     raise NotFound(self.scrub(exc.reply_text)) from None
+                if exc.reply_code == 403:
+                    raise AccessRefused(self.scrub(f"403 {exc.reply_text}")) from None
                 raise BrokerError(self.scrub(f"{exc.reply_code} {exc.reply_text}")) from None
             except LOST as exc:
                 self.on_failure(exc)

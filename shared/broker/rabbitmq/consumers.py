@@ -164,6 +164,7 @@ class ConsumerChannels:
                 reply_to=props.reply_to,
                 delivery_count=int(headers.get("x-delivery-count", 0) or 0),
                 epoch=epoch,
+                user_id=props.user_id,
             ))
 
         return on_message

@@ -19,11 +19,14 @@ def declare_exchange(channel: BlockingChannel, spec: ExchangeSpec) -> None:
     channel.exchange_declare(spec.name, spec.kind, durable=spec.durable)
 
 
-def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
+def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> str:
     args = queue_arguments(spec)
-    channel.queue_declare(spec.name, durable=spec.durable, arguments=args or None)
+    frame = channel.queue_declare(spec.name, durable=spec.durable, exclusive=spec.exclusive,
+                                  arguments=args or None)
+    name = str(frame.method.queue) or spec.name
     for exchange, key in spec.bindings:
-        channel.queue_bind(spec.name, exchange, routing_key=key)
+        channel.queue_bind(name, exchange, routing_key=key)
+    return name
 
 
 class Declarations:

@@ -32,6 +32,7 @@ def properties(message: Message) -> pika.BasicProperties:
         message_id=message.message_id,
         correlation_id=message.correlation_id,
         reply_to=message.reply_to,
+        user_id=message.user_id,
     )
 
 
